@@ -1,0 +1,100 @@
+"""A small residual CNN for 28–224 px dermoscopy images.
+
+Input: float images in [0, 1], shape (B, C, S, S). The model normalises internally
+(per-channel mean/std buffers set from the training set), so attribution methods
+and users work in image space.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class ResBlock(nn.Module):
+    """Two 3×3 conv-BN layers with an identity (or 1×1 projection) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short = None
+        if stride != 1 or c_in != c_out:
+            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.short is None else self.short(x)))
+
+
+def n_stages_for(image_size: int) -> int:
+    """Three stages (28→7 px maps) at 28 px; one more per doubling, so the last map stays ~7–8 px."""
+    n, s = 3, 28
+    while s < image_size:
+        n, s = n + 1, s * 2
+    return n
+
+
+class DermaCNN(nn.Module):
+    """Residual CNN: stem → stages of ResBlocks (width doubles, resolution halves) → pooled embedding → linear head.
+
+    forward(x) → logits (B, n_classes); embed(x) → (B, embed_dim); features(x) → last feature map
+    (B, embed_dim, h, w) for Grad-CAM. A concept head (Linear embed_dim → n_concepts) can be
+    attached with `attach_concept_head`; `concepts(x)` then returns its scores.
+    """
+
+    def __init__(self, n_classes: int = 7, in_channels: int = 3, image_size: int = 28,
+                 width: int = 32, blocks_per_stage: int = 2, dropout: float = 0.2):
+        super().__init__()
+        self.config = dict(n_classes=n_classes, in_channels=in_channels, image_size=image_size,
+                           width=width, blocks_per_stage=blocks_per_stage, dropout=dropout)
+        self.register_buffer("mean", torch.full((1, in_channels, 1, 1), 0.5))
+        self.register_buffer("std", torch.full((1, in_channels, 1, 1), 0.25))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        layers, c = [], width
+        for s in range(n_stages_for(image_size)):
+            c_out = width * 2 ** s if s < 4 else width * 8
+            for b in range(blocks_per_stage):
+                layers.append(ResBlock(c, c_out, stride=2 if (b == 0 and s > 0) else 1))
+                c = c_out
+        self.stages = nn.Sequential(*layers)
+        self.embed_dim = c
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c, n_classes)
+        self.concept_head: nn.Module | None = None
+
+    def set_normalization(self, mean, std) -> None:
+        """Per-channel mean and std of training images in [0, 1] units."""
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view_as(self.mean))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view_as(self.std))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem((x - self.mean) / self.std))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(x)))
+
+    def attach_concept_head(self, n_concepts: int) -> nn.Module:
+        self.concept_head = nn.Linear(self.embed_dim, n_concepts)
+        self.config["n_concepts"] = n_concepts
+        return self.concept_head
+
+    def concepts(self, x: torch.Tensor) -> torch.Tensor:
+        if self.concept_head is None:
+            raise RuntimeError("No concept head attached; call attach_concept_head(n) first.")
+        return self.concept_head(self.embed(x))
+
+
+def build_backbone(n_classes: int, in_channels: int, image_size: int, width: int = 32,
+                   blocks_per_stage: int = 2, dropout: float = 0.2) -> DermaCNN:
+    return DermaCNN(n_classes, in_channels, image_size, width, blocks_per_stage, dropout)
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,99 @@
+"""Run configuration: TOML presets merged over defaults, unknown keys rejected."""
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+from .errors import HybridError
+
+DEFAULTS: dict = {
+    "run": {"name": "default", "seed": 0},
+    "data": {
+        "flag": "dermamnist",  # any MedMNIST 2D multi-class set by its medmnist flag
+        "size": 28,  # 28, 64, 128 or 224 (medmnist's sizes)
+        "root": "",  # empty: resolve (see hybrid.data.resolve_root)
+        "metadata_root": "",  # empty: ../shared/data/ham10000 when present
+        "subset": 0,  # >0: keep the first N images of each split (demos, tests)
+    },
+    "model": {"width": 32, "blocks_per_stage": 2, "dropout": 0.2},
+    "train": {
+        "epochs": 30,
+        "batch_size": 128,
+        "lr": 3e-3,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.1,
+        "class_weight": "sqrt",  # none | sqrt | balanced: loss weight ∝ freq^-0 / ^-0.5 / ^-1
+        "ema_decay": 0.0,  # >0: evaluate and keep an exponential moving average of weights
+        "mixup_alpha": 0.0,  # >0: mixup with Beta(alpha, alpha) mixing weights
+        "augment": {"flip": True, "rot90": True, "crop_pad": 2, "jitter": 0.1},
+        "tta": True,  # average the 8 flips/rotations at evaluation
+        "device": "auto",  # auto | cpu | cuda | mps
+        "amp": True,  # mixed precision, used on CUDA only
+        "threads": 0,  # CPU threads; 0: all cores
+        "eval_batch_size": 512,
+    },
+    "metrics": {"n_bootstrap": 1000, "ece_bins": 15},
+}
+
+
+def _merge(base: dict, new: dict, where: str, source: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in new.items():
+        if key not in base:
+            raise HybridError(
+                f"{source}: unknown key '{where}{key}'; expected one of {sorted(base)}."
+            )
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise HybridError(f"{source}: '{where}{key}' must be a table, got {value!r}.")
+            out[key] = _merge(base[key], value, f"{where}{key}.", source)
+        else:
+            want = type(base[key])
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise HybridError(
+                    f"{source}: '{where}{key}' must be {want.__name__}, got {value!r}."
+                )
+            out[key] = value
+    return out
+
+
+def _parse_override(text: str) -> dict:
+    """'train.epochs=3' → {'train': {'epochs': 3}}; the value is read as TOML."""
+    if "=" not in text:
+        raise HybridError(f"--set '{text}': expected KEY=VALUE, e.g. train.epochs=3.")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: a string
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """Defaults, then the TOML file at `path`, then `overrides` ('section.key=value')."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise HybridError(f"Config file {path} does not exist; expected a TOML preset such as configs/default.toml.")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise HybridError(f"Config file {path} is not valid TOML ({exc}).") from None
+        cfg = _merge(cfg, data, "", str(path))
+    for text in overrides or []:
+        cfg = _merge(cfg, _parse_override(text), "", f"--set {text}")
+    if cfg["train"]["class_weight"] not in ("none", "sqrt", "balanced"):
+        raise HybridError("Config 'train.class_weight' must be one of none, sqrt, balanced.")
+    if cfg["data"]["size"] not in (28, 64, 128, 224):
+        raise HybridError(f"Config 'data.size' must be 28, 64, 128 or 224 (medmnist's sizes), got {cfg['data']['size']}.")
+    return cfg

@@ -1,0 +1,132 @@
+"""Stages run against a run folder: the glue between stage code (arrays) and artifacts (paths)."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .artifacts import CheckpointStore, RunDir, git_commit, package_versions
+from .backbone import DermaCNN
+from .data import file_md5, load_dataset
+from .errors import HybridError
+from .metrics import anchors_markdown, classification_report
+from .train import predict_proba, train_backbone
+
+BACKBONE = "backbone.pt"
+
+
+def open_run(cfg: dict, runs_dir: str | Path = "artifacts/runs", name: str | None = None,
+             restart: bool = False) -> RunDir:
+    """Create or reopen artifacts/runs/<name>; a run keeps the config it was started with."""
+    name = name or cfg["run"]["name"]
+    run = RunDir(Path(runs_dir) / name)
+    old = run.manifest.get("config")
+    if restart:
+        run.manifest = {"created": run.manifest.get("created"), "files": {}, "stages": {}}
+    elif old is not None and old != cfg:
+        changed = sorted(f"{s}.{k}" for s in cfg for k in cfg[s] if old.get(s, {}).get(k) != cfg[s][k])
+        raise HybridError(
+            f"Run folder {run.path} was made with a different config (changed: {', '.join(changed) or 'sections'}); "
+            "use another --run name, or --restart to start it over."
+        )
+    run.manifest.update({"config": cfg, "seed": cfg["run"]["seed"], "hybrid_version": __version__,
+                         "versions": package_versions(), "git_commit": git_commit()})
+    run.save_manifest()
+    return run
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def train_stage(cfg: dict, run: RunDir, data_root=None, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Load data, train (resuming from the run's checkpoint), evaluate on val/test; returns the metrics dict."""
+    dc = cfg["data"]
+    with run.stage("load_data"):
+        data = load_dataset(dc["flag"], dc["size"], data_root or dc["root"] or None, dc["subset"],
+                            dc["metadata_root"] or None)
+        run.manifest["data"] = {"flag": data.flag, "size": data.size, "file": str(data.path),
+                                "md5": file_md5(data.path), "subset": dc["subset"],
+                                "n": {s: int(len(v.labels)) for s, v in data.splits.items()},
+                                "metadata": data.splits["train"].metadata is not None}
+    tr, va, te = data.splits["train"], data.splits["val"], data.splits["test"]
+    with run.stage("train"):
+        model, history, info = train_backbone(tr.images, tr.labels, va.images, va.labels, data.n_classes, cfg,
+                                              CheckpointStore(run), progress, stop_after)
+        run.write_json("history.json", history)
+        if info["epochs_done"] < cfg["train"]["epochs"]:
+            run.manifest["train"] = info
+            run.save_manifest()
+            return {}
+        run.save_torch(BACKBONE, {"config": model.config, "state": model.state_dict(),
+                                  "class_names": data.class_names, "flag": data.flag})
+    with run.stage("evaluate"):
+        mc = cfg["metrics"]
+        bs = cfg["train"]["eval_batch_size"]
+        results, md_rows = {"train_info": info}, {}
+        for split, s in (("val", va), ("test", te)):
+            for tta in (False, True):
+                p = predict_proba(model, s.images, bs, tta)
+                key = f"{split}{'_tta' if tta else ''}"
+                results[key] = classification_report(s.labels, p, data.class_names, mc["n_bootstrap"] if split == "test" else 0,
+                                                     mc["ece_bins"], cfg["run"]["seed"])
+                run.write_bytes(f"predictions/{key}_proba.npy", _npy_bytes(p.astype(np.float32)))
+        for split, s in (("val", va), ("test", te)):
+            run.write_bytes(f"predictions/{split}_labels.npy", _npy_bytes(s.labels))
+        md_rows["hybrid DermaCNN"] = results["test"]
+        md_rows["hybrid DermaCNN + 8-view TTA"] = results["test_tta"]
+        headline = "test_tta" if cfg["train"]["tta"] else "test"
+        results["headline"] = headline
+        run.write_json("metrics.json", results)
+        run.write_text("metrics.md", metrics_markdown(results, data, cfg, md_rows))
+    run.manifest["train"] = info
+    run.save_manifest()
+    return results
+
+
+def metrics_markdown(results: dict, data, cfg: dict, rows: dict) -> str:
+    test = results[results["headline"]]
+    lines = [f"# Backbone metrics — {data.flag} {data.size} px", "",
+             f"Best epoch {results['train_info']['best_epoch']} of {cfg['train']['epochs']} "
+             f"(validation AUC {results['train_info']['best_val_auc']:.4f}); seed {cfg['run']['seed']}.", ""]
+    if data.flag == "dermamnist":
+        lines += [anchors_markdown(rows, data.size), ""]
+    else:
+        lines += ["| model | test ACC | test AUC |", "| --- | --- | --- |"]
+        lines += [f"| {n} | {r['acc']:.3f} | {r['auc']:.3f} |" for n, r in rows.items()] + [""]
+    lines += [f"## Headline ({results['headline']})", "",
+              f"balanced accuracy {test['balanced_acc']:.3f}, expected calibration error {test['ece']:.3f}", "",
+              "| class | precision | recall | support |", "| --- | --- | --- | --- |"]
+    for name, r in test["per_class"].items():
+        f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"| {name} | {f(r['precision'])} | {f(r['recall'])} | {r['support']} |")
+    lines += ["", "Confusion matrix (rows true, columns predicted):", "", "```"]
+    lines += [" ".join(f"{v:5d}" for v in row) for row in test["confusion"]] + ["```", ""]
+    return "\n".join(lines)
+
+
+def load_backbone(run: RunDir) -> tuple[DermaCNN, dict]:
+    """The trained backbone of a run, checksum-verified and loaded weights-only."""
+    if BACKBONE not in run.manifest["files"]:
+        raise HybridError(f"Run folder {run.path} has no trained backbone; run `hybrid train` first.")
+    ckpt = run.load_torch(BACKBONE)
+    c = ckpt["config"]
+    model = DermaCNN(c["n_classes"], c["in_channels"], c["image_size"], c["width"], c["blocks_per_stage"], c["dropout"])
+    model.load_state_dict(ckpt["state"])
+    model.eval()
+    return model, ckpt
+
+
+def summary_line(results: dict) -> str:
+    t = results[results["headline"]]
+    return (f"test ACC {t['acc']:.4f} [{t['acc_ci95'][0]:.3f}, {t['acc_ci95'][1]:.3f}]  "
+            f"AUC {t['auc']:.4f} [{t['auc_ci95'][0]:.3f}, {t['auc_ci95'][1]:.3f}]  "
+            f"balanced ACC {t['balanced_acc']:.4f}  ECE {t['ece']:.4f}")
+
+
+__all__ = ["open_run", "train_stage", "load_backbone", "summary_line", "json"]

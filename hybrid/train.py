@@ -1,0 +1,206 @@
+"""Train the backbone: seeded, resumable epoch by epoch, model chosen on validation AUC.
+
+Stage code: takes arrays and a checkpoint store (anything with load() → dict | None and
+save(dict)); paths live in hybrid.artifacts.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .augment import augment, dihedral_views, to_float
+from .backbone import build_backbone
+from .metrics import auc_ovr, accuracy
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """CUDA → MPS → CPU when 'auto'; otherwise the named device."""
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(preference)
+
+
+def set_threads(threads: int = 0) -> int:
+    """Intra-op CPU threads: all cores available to this process unless told otherwise."""
+    if threads <= 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> torch.Tensor:
+    """Loss weights ∝ frequency^-p (p = 0 none, 0.5 sqrt, 1 balanced), normalised to mean 1 over samples."""
+    p = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[mode]
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, np.maximum(counts, 1) ** -p, 0.0)
+    w = w / (w * counts).sum() * counts.sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict_proba(model, images_u8: np.ndarray, batch_size: int = 512, tta: bool = False,
+                  device: torch.device | str = "cpu") -> np.ndarray:
+    """Softmax probabilities (N, K) for uint8 images (N, S, S, C); TTA averages the 8 dihedral views."""
+    model.eval()
+    device = torch.device(device)
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
+        views = list(dihedral_views(x)) if tta else [x]
+        p = sum(F.softmax(model(v).float(), dim=1) for v in views) / len(views)
+        out.append(p.cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config["n_classes"]), np.float32)
+
+
+@torch.no_grad()
+def embed(model, images_u8: np.ndarray, batch_size: int = 512, device="cpu") -> np.ndarray:
+    """Penultimate embeddings (N, D) for uint8 images."""
+    model.eval()
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
+        out.append(model.embed(x).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
+    for k, v in model.state_dict().items():
+        if v.dtype.is_floating_point:
+            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+        else:
+            ema[k].copy_(v)
+
+
+class NullStore:
+    """A checkpoint store that keeps nothing (no resume)."""
+
+    def load(self):
+        return None
+
+    def save(self, state):
+        pass
+
+
+def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                   n_classes: int, cfg: dict, store=None, progress: bool = True, stop_after: int | None = None):
+    """Train a DermaCNN on uint8 images (N, S, S, C) and int labels (N,).
+
+    cfg: the full config (sections 'run', 'model', 'train'). Each finished epoch is saved to
+    `store`; if `store` holds a checkpoint, training continues from it and reaches the same
+    weights as an uninterrupted run (every epoch's randomness is derived from (seed, epoch)).
+    stop_after: stop after that many epochs in total (to simulate an interruption in tests).
+
+    Returns (model with the best-validation-AUC weights, on CPU; history: list of per-epoch dicts;
+    info dict with best epoch, device, threads).
+    """
+    tc, mc, seed = cfg["train"], cfg["model"], cfg["run"]["seed"]
+    store = store or NullStore()
+    device = select_device(tc["device"])
+    threads = set_threads(tc["threads"])
+    use_amp = bool(tc["amp"]) and device.type == "cuda"
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    size, channels = train_x.shape[1], train_x.shape[-1]
+    model = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"])
+    xf = train_x.reshape(-1, channels).astype(np.float64) / 255.0
+    model.set_normalization(xf.mean(0), xf.std(0) + 1e-6)
+    model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+
+    steps_per_epoch = int(np.ceil(len(train_x) / tc["batch_size"]))
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc["lr"], epochs=tc["epochs"],
+                                                steps_per_epoch=steps_per_epoch, pct_start=0.25)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    weights = class_weights(train_y, n_classes, tc["class_weight"]).to(device)
+    ema = copy.deepcopy(model.state_dict()) if tc["ema_decay"] > 0 else None
+
+    start, history = 0, []
+    best = {"auc": -1.0, "epoch": -1, "state": None}
+    ckpt = store.load()
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            ema = ckpt["ema"]
+        start, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
+
+    images = torch.from_numpy(np.ascontiguousarray(train_x)).to(device)
+    labels = torch.from_numpy(train_y.astype(np.int64)).to(device)
+    aug = tc["augment"]
+    eval_model = copy.deepcopy(model) if ema is not None else model
+    for epoch in range(start, tc["epochs"]):
+        if stop_after is not None and epoch >= stop_after:
+            break
+        g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+        torch.manual_seed(_epoch_seed(seed, epoch))  # dropout
+        model.train()
+        perm = torch.randperm(len(images), generator=g).to(device)
+        total, n_seen = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc['epochs']}", leave=False,
+                   disable=None if progress else True, unit="batch")
+        for s in bar:
+            idx = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
+            x = augment(to_float(images[idx]), g, aug["flip"], aug["rot90"], aug["crop_pad"], aug["jitter"])
+            y = labels[idx]
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                if tc["mixup_alpha"] > 0:
+                    lam = float(torch.distributions.Beta(tc["mixup_alpha"], tc["mixup_alpha"]).sample())
+                    j = torch.randperm(len(x), generator=g).to(device)
+                    logits = model(lam * x + (1 - lam) * x[j])
+                    loss = lam * F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"]) \
+                        + (1 - lam) * F.cross_entropy(logits.float(), y[j], weight=weights, label_smoothing=tc["label_smoothing"])
+                else:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            if ema is not None:
+                _ema_update(ema, model, tc["ema_decay"])
+            total += float(loss.detach()) * len(y)
+            n_seen += len(y)
+            bar.set_postfix(loss=f"{total / n_seen:.4f}")
+        if ema is not None:
+            eval_model.load_state_dict(ema)
+        val_p = predict_proba(eval_model, val_x, tc["eval_batch_size"], tc["tta"], device)
+        val_auc, val_acc = auc_ovr(val_y, val_p), accuracy(val_y, val_p)
+        history.append({"epoch": epoch + 1, "train_loss": total / max(n_seen, 1),
+                        "val_auc": val_auc, "val_acc": val_acc, "lr": float(sched.get_last_lr()[0])})
+        if val_auc > best["auc"]:
+            best = {"auc": val_auc, "epoch": epoch + 1,
+                    "state": {k: v.detach().cpu().clone() for k, v in eval_model.state_dict().items()}}
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{tc['epochs']}: loss {total / max(n_seen, 1):.4f}  "
+                       f"val AUC {val_auc:.4f}  val ACC {val_acc:.4f}" + ("  *" if best["epoch"] == epoch + 1 else ""))
+        store.save({
+            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "ema": ema,
+            "history": history, "best": best,
+        })
+    final = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"])
+    final.load_state_dict(best["state"] if best["state"] is not None else model.state_dict())
+    final.eval()
+    info = {"best_epoch": best["epoch"], "best_val_auc": best["auc"], "device": str(device),
+            "threads": threads, "amp": use_amp, "epochs_done": len(history)}
+    return final, history, info
