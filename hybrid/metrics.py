@@ -83,6 +83,8 @@ def bootstrap_ci(y_true, y_score, fn, n_boot: int = 1000, seed: int = 0, alpha: 
         v = fn(y_true[idx], y_score[idx])
         if not np.isnan(v):
             vals.append(v)
+    if not vals:
+        return None, None
     lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 
@@ -100,7 +102,7 @@ def classification_report(y_true, y_score, class_names, n_boot: int = 1000, ece_
     out = {
         "n": int(len(y_true)),
         "acc": accuracy(y_true, y_score),
-        "auc": auc_ovr(y_true, y_score),
+        "auc": _num(auc_ovr(y_true, y_score)),
         "balanced_acc": balanced_accuracy(y_true, y_pred),
         "ece": expected_calibration_error(y_true, y_score, ece_bins),
         "per_class": {
@@ -125,12 +127,13 @@ def anchors_markdown(results: dict[str, dict], size: int) -> str:
         "| model | input | test ACC | test AUC |",
         "| --- | --- | --- | --- |",
     ]
+    def f(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
     for name, r in results.items():
-        ci = ""
-        if "acc_ci95" in r:
-            ci = f" [{r['acc_ci95'][0]:.3f}, {r['acc_ci95'][1]:.3f}]"
-        aci = f" [{r['auc_ci95'][0]:.3f}, {r['auc_ci95'][1]:.3f}]" if "auc_ci95" in r else ""
-        lines.append(f"| **{name}** (this run) | {size} px | **{r['acc']:.3f}**{ci} | **{r['auc']:.3f}**{aci} |")
+        ci = f" [{f(r['acc_ci95'][0])}, {f(r['acc_ci95'][1])}]" if "acc_ci95" in r else ""
+        aci = f" [{f(r['auc_ci95'][0])}, {f(r['auc_ci95'][1])}]" if "auc_ci95" in r else ""
+        lines.append(f"| **{name}** (this run) | {size} px | **{f(r['acc'])}**{ci} | **{f(r['auc'])}**{aci} |")
     for name, s, acc, auc in ANCHORS:
         lines.append(f"| {name} | {s} px | {acc:.3f} | {auc:.3f} |")
     lines.append("")

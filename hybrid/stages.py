@@ -93,12 +93,12 @@ def metrics_markdown(results: dict, data, cfg: dict, rows: dict) -> str:
     test = results[results["headline"]]
     lines = [f"# Backbone metrics — {data.flag} {data.size} px", "",
              f"Best epoch {results['train_info']['best_epoch']} of {cfg['train']['epochs']} "
-             f"(validation AUC {results['train_info']['best_val_auc']:.4f}); seed {cfg['run']['seed']}.", ""]
+             f"(validation AUC {_fmt(results['train_info']['best_val_auc'])}); seed {cfg['run']['seed']}.", ""]
     if data.flag == "dermamnist":
         lines += [anchors_markdown(rows, data.size), ""]
     else:
         lines += ["| model | test ACC | test AUC |", "| --- | --- | --- |"]
-        lines += [f"| {n} | {r['acc']:.3f} | {r['auc']:.3f} |" for n, r in rows.items()] + [""]
+        lines += [f"| {n} | {_fmt(r['acc'], 3)} | {_fmt(r['auc'], 3)} |" for n, r in rows.items()] + [""]
     lines += [f"## Headline ({results['headline']})", "",
               f"balanced accuracy {test['balanced_acc']:.3f}, expected calibration error {test['ece']:.3f}", "",
               "| class | precision | recall | support |", "| --- | --- | --- | --- |"]
@@ -122,11 +122,16 @@ def load_backbone(run: RunDir) -> tuple[DermaCNN, dict]:
     return model, ckpt
 
 
+def _fmt(v, d=4) -> str:
+    return "n/a" if v is None else f"{v:.{d}f}"
+
+
 def summary_line(results: dict) -> str:
+    """One line: headline test metrics with their bootstrap intervals."""
     t = results[results["headline"]]
-    return (f"test ACC {t['acc']:.4f} [{t['acc_ci95'][0]:.3f}, {t['acc_ci95'][1]:.3f}]  "
-            f"AUC {t['auc']:.4f} [{t['auc_ci95'][0]:.3f}, {t['auc_ci95'][1]:.3f}]  "
-            f"balanced ACC {t['balanced_acc']:.4f}  ECE {t['ece']:.4f}")
+    ci = lambda k: f"[{_fmt(t[k][0], 3)}, {_fmt(t[k][1], 3)}]" if k in t else ""  # noqa: E731
+    return (f"test ACC {_fmt(t['acc'])} {ci('acc_ci95')}  AUC {_fmt(t['auc'])} {ci('auc_ci95')}  "
+            f"balanced ACC {_fmt(t['balanced_acc'])}  ECE {_fmt(t['ece'])}")
 
 
 __all__ = ["open_run", "train_stage", "load_backbone", "summary_line", "json"]

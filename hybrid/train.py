@@ -55,6 +55,8 @@ def predict_proba(model, images_u8: np.ndarray, batch_size: int = 512, tta: bool
     out = []
     for i in range(0, len(images_u8), batch_size):
         x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
         views = list(dihedral_views(x)) if tta else [x]
         p = sum(F.softmax(model(v).float(), dim=1) for v in views) / len(views)
         out.append(p.cpu().numpy())
@@ -92,6 +94,19 @@ class NullStore:
 
     def save(self, state):
         pass
+
+
+class MemoryStore:
+    """A checkpoint store in memory (tests, notebooks): keeps a deep copy of the last state."""
+
+    def __init__(self):
+        self.state = None
+
+    def load(self):
+        return copy.deepcopy(self.state)
+
+    def save(self, state):
+        self.state = copy.deepcopy(state)
 
 
 def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
@@ -183,11 +198,11 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             bar.set_postfix(loss=f"{total / n_seen:.4f}")
         if ema is not None:
             eval_model.load_state_dict(ema)
-        val_p = predict_proba(eval_model, val_x, tc["eval_batch_size"], tc["tta"], device)
+        val_p = predict_proba(eval_model, val_x, tc["eval_batch_size"], False, device)  # TTA only at the end: 8× cheaper
         val_auc, val_acc = auc_ovr(val_y, val_p), accuracy(val_y, val_p)
         history.append({"epoch": epoch + 1, "train_loss": total / max(n_seen, 1),
                         "val_auc": val_auc, "val_acc": val_acc, "lr": float(sched.get_last_lr()[0])})
-        if val_auc > best["auc"]:
+        if best["state"] is None or val_auc > best["auc"]:
             best = {"auc": val_auc, "epoch": epoch + 1,
                     "state": {k: v.detach().cpu().clone() for k, v in eval_model.state_dict().items()}}
         if progress:

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+from hybrid.artifacts import RunDir
+from hybrid.cli import main
+from hybrid.stages import load_backbone
+from hybrid.train import predict_proba
+from hybrid.data import load_dataset
+
+from .conftest import PROJECT
+
+ARGS = ["--config", str(PROJECT / "configs/quick.toml"), "--quiet", "--set", "data.subset=600",
+        "--set", "model.width=8", "--set", "train.epochs=2", "--set", "metrics.n_bootstrap=50"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_root):
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", *ARGS, "--data-root", str(data_root), "--runs-dir", str(runs)]) == 0
+    return runs / "quick"
+
+
+def test_manifest_is_complete_and_checksums_verify(run):
+    m = json.loads((run / "manifest.json").read_text())
+    for key in ("config", "versions", "data", "seed", "git_commit", "stages", "files", "train"):
+        assert key in m, key
+    assert m["data"]["md5"] == "45f3783dfb11efb4ae98644d4a7ae5f5"
+    assert {"torch", "numpy", "medmnist", "scikit-learn", "python"} <= set(m["versions"])
+    for stage in ("load_data", "train", "evaluate"):
+        assert m["stages"][stage]["wall_s"] >= 0 and m["stages"][stage]["peak_rss_mb"] > 0
+    for rel in ("backbone.pt", "metrics.json", "metrics.md", "history.json", "predictions/test_proba.npy"):
+        assert rel in m["files"]
+    assert RunDir.open(run).verify_all()
+    assert main(["verify", str(run)]) == 0
+
+
+def test_metrics_files_and_saved_model_agree(run, data_root):
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["acc"] <= 1 and "auc_ci95" in metrics["test"]
+    assert "MedMNIST v2 ResNet-18" in (run / "metrics.md").read_text()
+    model, ckpt = load_backbone(RunDir.open(run))
+    assert ckpt["class_names"][4] == "melanoma"
+    test = load_dataset("dermamnist", 28, data_root, subset=600).splits["test"]
+    saved = np.load(run / "predictions/test_proba.npy")
+    assert np.allclose(predict_proba(model, test.images), saved, atol=1e-5)
+
+
+def test_tampered_file_is_refused(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    with open(copy / "backbone.pt", "ab") as f:
+        f.write(b"x")
+    assert main(["verify", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "backbone.pt does not match its sha256" in err
+
+
+def test_changed_config_on_existing_run_is_refused(run, capsys, data_root):
+    code = main(["train", *ARGS, "--set", "train.lr=0.01", "--data-root", str(data_root),
+                 "--runs-dir", str(run.parent)])
+    assert code == 2
+    assert "different config (changed: train.lr)" in capsys.readouterr().err
+
+
+def test_bad_config_key(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepoch = 3\n")
+    assert main(["train", "--config", str(bad), "--runs-dir", str(tmp_path)]) == 2
+    assert "unknown key 'train.epoch'" in capsys.readouterr().err

@@ -1,0 +1,90 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from hybrid.augment import augment, dihedral_views
+from hybrid.data import load_dataset
+from hybrid.train import MemoryStore, train_backbone
+
+from .conftest import PROJECT, tiny_config
+
+
+def _data(data_root):
+    d = load_dataset("dermamnist", 28, data_root, subset=600)
+    return d.splits["train"], d.splits["val"]
+
+
+def _same_state(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_weights_other_seed_differs(data_root):
+    tr, va = _data(data_root)
+    cfg = tiny_config("train.epochs=1")
+    m1, h1, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
+    m2, h2, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
+    assert _same_state(m1.state_dict(), m2.state_dict()) and h1 == h2
+    cfg["run"]["seed"] = 1
+    m3, _, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
+    assert not _same_state(m1.state_dict(), m3.state_dict())
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(data_root):
+    tr, va = _data(data_root)
+    cfg = tiny_config("train.epochs=3", "train.ema_decay=0.9")
+    full, h_full, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
+    store = MemoryStore()
+    train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, store, progress=False, stop_after=1)
+    assert store.state["epoch"] == 1
+    resumed, h_res, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, store, progress=False)
+    assert h_res == h_full
+    assert _same_state(full.state_dict(), resumed.state_dict())
+
+
+def test_kill_9_mid_training_then_rerun_reaches_the_same_result(tmp_path, data_root):
+    """A real SIGKILL after the first checkpoint; the rerun continues to the uninterrupted result."""
+    args = [sys.executable, "-m", "hybrid.cli", "train", "--config", str(PROJECT / "configs/quick.toml"),
+            "--data-root", str(data_root), "--quiet", "--set", "data.subset=600", "--set", "model.width=8",
+            "--set", "train.epochs=4", "--set", "metrics.n_bootstrap=20", "--set", "train.threads=2"]
+    env = dict(os.environ, PYTHONPATH=str(PROJECT))
+    ref = subprocess.run(args + ["--runs-dir", str(tmp_path / "ref")], capture_output=True, text=True, env=env)
+    assert ref.returncode == 0, ref.stderr
+    runs = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--runs-dir", str(runs)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = runs / "quick" / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if manifest.is_file():
+            try:
+                if "checkpoints/last.pt" in json.loads(manifest.read_text())["files"]:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    m = json.loads(manifest.read_text())
+    assert "backbone.pt" not in m["files"], "killed too late: training had already finished"
+    again = subprocess.run(args + ["--runs-dir", str(runs)], capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    a = torch.load(tmp_path / "ref/quick/backbone.pt", weights_only=True)["state"]
+    b = torch.load(runs / "quick/backbone.pt", weights_only=True)["state"]
+    assert _same_state(a, b)
+    assert not list((runs / "quick").rglob("*.tmp")), "a half-written temp file was left behind"
+
+
+def test_augment_only_moves_pixels_without_jitter():
+    x = torch.rand(16, 3, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    y = augment(x, g, flip=True, rot90=True, crop_pad=0, jitter=0.0)
+    assert torch.allclose(torch.sort(x.flatten(1))[0], torch.sort(y.flatten(1))[0])
+    assert not torch.equal(x, y)
+    views = list(dihedral_views(x[:1]))
+    assert len(views) == 8 and len({v.numpy().tobytes() for v in views}) == 8
