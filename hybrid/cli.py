@@ -1,4 +1,4 @@
-"""Command line: `hybrid train`, `hybrid verify`. Bad input → one sentence on stderr, exit 2."""
+"""Command line: `hybrid train | features | surrogates | fidelity | rules | verify`. Bad input → one sentence on stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +28,79 @@ def _train(args) -> int:
     return 0
 
 
+def _features(args) -> int:
+    from .artifacts import RunDir
+    from .surrogate_stage import features_stage
+
+    run = RunDir.open(args.run)
+    r2 = features_stage(run, args.data_root)
+    top = sorted(r2.items(), key=lambda kv: -kv[1])
+    print("linear-probe R² on test (what the CNN encodes): " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+    print(f"feature tables: {run.path / 'features'}")
+    return 0
+
+
+def _surrogates(args) -> int:
+    from .artifacts import RunDir
+    from .surrogate_stage import surrogates_stage
+
+    run = RunDir.open(args.run)
+    surrogates_stage(run, args.n_bootstrap)
+    print((run.path / "surrogates" / "fidelity.md").read_text())
+    return 0
+
+
+def _fidelity(args) -> int:
+    from .artifacts import RunDir
+    from .errors import HybridError
+
+    run = RunDir.open(args.run)
+    rel = "surrogates/fidelity.md"
+    if rel not in run.manifest["files"]:
+        raise HybridError(f"Run folder {run.path} has no fidelity table; run `hybrid surrogates {run.path}` first.")
+    print(run.verify(rel).read_text())
+    return 0
+
+
+def _rules(args) -> int:
+    from .artifacts import RunDir
+    from .concepts import REGISTRY
+    from .errors import HybridError
+    from .features import feature_matrix
+    from .rules import extract_rules, format_rules
+    from .stages import load_backbone
+    from .surrogate_stage import load_joblib, load_tables
+
+    run = RunDir.open(args.run)
+    rel = f"surrogates/{args.surrogate}.joblib"
+    if rel not in run.manifest["files"]:
+        have = sorted(k[len("surrogates/"):-len(".joblib")] for k in run.manifest["files"]
+                      if k.startswith("surrogates/") and k.endswith("__tree.joblib"))
+        raise HybridError(f"Run folder {run.path} has no surrogate '{args.surrogate}'; tree surrogates here: "
+                          f"{', '.join(have) or 'none (run `hybrid surrogates` first)'}.")
+    sur = load_joblib(run, rel)
+    if sur.kind != "tree":
+        raise HybridError(f"Surrogate '{args.surrogate}' is a {sur.kind} model; rules come from tree surrogates (*__tree).")
+    _, ckpt = load_backbone(run)
+    names = ckpt["class_names"]
+    klass = None
+    if args.klass is not None:
+        short = {"akiec": 0, "bcc": 1, "bkl": 2, "df": 3, "mel": 4, "nv": 5, "vasc": 6} if len(names) == 7 else {}
+        matches = [i for i, n in enumerate(names) if args.klass.lower() in n.lower()]
+        klass = short.get(args.klass.lower(), matches[0] if len(matches) == 1 else None)
+        if klass is None:
+            raise HybridError(f"--class '{args.klass}' matches no single class; expected one of: {'; '.join(names)}.")
+    table = load_tables(run)[args.split]
+    fs = args.surrogate.split("__")[0]
+    X, feat = feature_matrix(table, fs)
+    units = [REGISTRY[f.removeprefix("cnn_")].unit if f.removeprefix("cnn_") in REGISTRY else "" for f in feat]
+    rules = extract_rules(sur, X, table["pred"], feat, units)
+    print(f"# rules of {args.surrogate} — support and CNN agreement on the {args.split} split "
+          f"({len(X)} images); {len(rules)} leaves in all\n")
+    print(format_rules(rules, names, klass, args.min_support, args.sort))
+    return 0
+
+
 def _verify(args) -> int:
     from .artifacts import RunDir
 
@@ -52,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="discard the run's checkpoint and start over")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
+    f = sub.add_parser("features", help="embeddings, CNN probabilities, measured and CNN-probed concepts per split")
+    f.add_argument("run", help="run folder, e.g. artifacts/runs/default")
+    f.add_argument("--data-root", help="folder with medmnist's npz files")
+    f.set_defaults(func=_features)
+    s = sub.add_parser("surrogates", help="distil the CNN into logistic, tree and XGBoost surrogates; print the fidelity table")
+    s.add_argument("run")
+    s.add_argument("--n-bootstrap", type=int, default=1000)
+    s.set_defaults(func=_surrogates)
+    fi = sub.add_parser("fidelity", help="print a run's surrogate fidelity table")
+    fi.add_argument("run")
+    fi.set_defaults(func=_fidelity)
+    r = sub.add_parser("rules", help="print a tree surrogate's IF-THEN rules")
+    r.add_argument("run")
+    r.add_argument("--surrogate", default="concepts__tree", help="a tree surrogate, e.g. concepts__tree")
+    r.add_argument("--class", dest="klass", help="only rules for this class (name, part of it, or akiec/bcc/bkl/df/mel/nv/vasc)")
+    r.add_argument("--min-support", type=int, default=0, help="only rules reached by at least N images")
+    r.add_argument("--split", default="test", choices=["train", "val", "test"], help="where support and agreement are counted")
+    r.add_argument("--sort", default="support", choices=["support", "agreement"])
+    r.set_defaults(func=_rules)
     v = sub.add_parser("verify", help="check every file of a run against the sha256 in its manifest")
     v.add_argument("run", help="run folder, e.g. artifacts/runs/default")
     v.set_defaults(func=_verify)

@@ -1,16 +1,43 @@
 #!/usr/bin/env python
-"""Every stage on one preset, in order. Same flags as `hybrid train` (e.g. --config, --run, --data-root).
+"""Every stage on one preset, in order: train → features → surrogates (→ the rules of the concept tree).
 
-Stages so far: 01 train backbone (+ evaluation). Later stages append here as they land.
+    python pipelines/run_all.py --config configs/default.toml [--run NAME] [--data-root DIR] [train flags]
+
+Training resumes an interrupted run; later stages rerun on the trained backbone.
 """
+import argparse
 import sys
+from pathlib import Path
 
 from hybrid.cli import main
 
-STAGES = [["train"]]
+
+def run_all(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--config", default="configs/default.toml")
+    ap.add_argument("--run")
+    ap.add_argument("--runs-dir", default="artifacts/runs")
+    ap.add_argument("--data-root")
+    known, _ = ap.parse_known_args(argv)
+    code = main(["train", *argv])
+    if code:
+        return code
+    if known.run:
+        name = known.run
+    else:
+        from hybrid.config import load_config
+
+        name = load_config(known.config)["run"]["name"]
+    run = str(Path(known.runs_dir) / name)
+    data = ["--data-root", known.data_root] if known.data_root else []
+    for stage in (["features", run, *data], ["surrogates", run], ["rules", run, "--class", "mel", "--min-support", "20"]):
+        print(f"\n== hybrid {' '.join(stage)}", flush=True)
+        code = main(stage)
+        if code:
+            return code
+    print(f"\nrun folder: {run}  (metrics.md, surrogates/fidelity.md, features/probe_r2.md, manifest.json)")
+    return 0
+
 
 if __name__ == "__main__":
-    for stage in STAGES:
-        code = main([*stage, *sys.argv[1:]])
-        if code:
-            sys.exit(code)
+    sys.exit(run_all(sys.argv[1:]))

@@ -1,0 +1,217 @@
+"""Measured concepts: images → named, human-meaningful features (a scikit-learn transformer).
+
+Every concept is declared once in CONCEPTS (name, unit, range, definition, image region); reports,
+rules and audits read names and units from there. Computed from the image the CNN sees
+(uint8 RGB, (N, S, S, 3)); sizes are in fractions of the image width because pixels have no known
+physical size at 28–64 px.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from sklearn.base import BaseEstimator, TransformerMixin
+from skimage.color import rgb2lab
+from skimage.measure import perimeter
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    unit: str
+    range: str
+    definition: str
+    region: str  # lesion | border | skin | corners | artifact
+
+
+# Dermoscopic colour references in CIELAB (L*, a*, b*), after the colour sets used for the
+# ABCD rule's "C" (e.g. Seidenari et al.); a lesion pixel takes the nearest reference within ΔE ≤ 30.
+COLOURS = {
+    "white": (85.0, 0.0, 5.0),
+    "red": (45.0, 45.0, 25.0),
+    "light_brown": (55.0, 15.0, 25.0),
+    "dark_brown": (32.0, 12.0, 16.0),
+    "blue_grey": (45.0, -2.0, -10.0),
+    "black": (12.0, 2.0, 2.0),
+}
+COLOUR_MIN_SHARE = 0.05  # a colour is present when ≥ 5% of lesion pixels take it
+
+CONCEPTS: list[Concept] = [
+    Concept("area", "fraction of image", "0–1", "lesion mask area over image area", "lesion"),
+    Concept("asymmetry", "fraction", "0–1 (0 symmetric)", "mean non-overlap of the mask with its mirror image about each principal axis", "lesion"),
+    Concept("compactness", "ratio", "0–~1.1 (1 = disc)", "4π·area / perimeter²; low means an irregular border", "border"),
+    Concept("diameter", "fraction of width", "0–~1.4", "major-axis length of the mask (4·√λ₁) over image width", "lesion"),
+    Concept("eccentricity", "ratio", "0–1 (0 = round)", "√(1 − λ₂/λ₁) of the mask's second moments", "lesion"),
+    Concept("border_sharpness", "ΔL* per px", "≥ 0", "mean |∇L*| on the mask boundary", "border"),
+    *[Concept(f"colour_{c}", "fraction of lesion", "0–1", f"share of lesion pixels nearest the dermoscopic '{c.replace('_', ' ')}' reference", "lesion") for c in COLOURS],
+    Concept("n_colours", "count", "0–6", f"number of reference colours covering ≥ {COLOUR_MIN_SHARE:.0%} of the lesion", "lesion"),
+    Concept("colour_spread", "ΔE", "≥ 0", "mean CIELAB distance of lesion pixels from the lesion mean", "lesion"),
+    Concept("lesion_L", "L*", "0–100", "lesion mean lightness", "lesion"),
+    Concept("lesion_a", "a*", "≈ −20–60", "lesion mean red–green", "lesion"),
+    Concept("lesion_b", "b*", "≈ −30–60", "lesion mean yellow–blue", "lesion"),
+    Concept("contrast", "ΔE", "≥ 0", "CIELAB distance between lesion and surrounding-skin means", "border"),
+    Concept("skin_ita", "degrees", "≈ −90–90 (lower = darker)", "Individual Typology Angle of the surrounding skin: atan((L* − 50)/b*)", "skin"),
+    Concept("skin_L", "L*", "0–100", "surrounding-skin mean lightness", "skin"),
+    Concept("hair", "fraction of image", "0–1", "share of pixels in thin dark lines (black-hat of L* > 8 outside dark corners)", "artifact"),
+    Concept("dark_corners", "fraction of corners", "0–1", "share of pixels outside the inscribed circle darker than L* 25 (dermoscope vignette)", "corners"),
+    Concept("ink", "fraction of skin", "0–1", "share of non-lesion pixels with ink/marker colour (blue–violet: b* < −12 and chroma > 15)", "artifact"),
+]
+CONCEPT_NAMES = [c.name for c in CONCEPTS]
+REGISTRY = {c.name: c for c in CONCEPTS}
+
+
+def _otsu(values: np.ndarray, weights: np.ndarray, bins: int = 64) -> np.ndarray:
+    """Per-row Otsu threshold of values (N, P) in [0, 100], counting only where weights is True."""
+    n = len(values)
+    q = np.clip((values / 100.0 * bins).astype(int), 0, bins - 1)
+    hist = np.zeros((n, bins))
+    np.add.at(hist, (np.repeat(np.arange(n), values.shape[1]), q.ravel()), weights.ravel().astype(float))
+    centers = (np.arange(bins) + 0.5) * 100.0 / bins
+    w0 = np.cumsum(hist, 1)
+    m0 = np.cumsum(hist * centers, 1)
+    total, mtotal = w0[:, -1:], m0[:, -1:]
+    w1 = total - w0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        between = w0 * w1 * (m0 / w0 - (mtotal - m0) / w1) ** 2
+    between = np.nan_to_num(between, nan=-1.0)
+    return centers[between.argmax(1)] + 50.0 / bins
+
+
+def lesion_masks(lab: np.ndarray) -> np.ndarray:
+    """Boolean lesion masks (N, S, S): Otsu on L* inside the central disc, the dark component that
+    best covers the centre, holes filled. An image with no such component gets a central disc of radius S/6."""
+    n, s = lab.shape[:2]
+    yy, xx = np.mgrid[:s, :s]
+    r = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2)
+    central = r <= s / 2
+    L = lab[..., 0].reshape(n, -1)
+    thr = _otsu(L, np.broadcast_to(central.ravel(), L.shape))
+    dark = lab[..., 0] < thr[:, None, None]
+    centre_w = np.clip(1 - r / (s / 2), 0, None)  # weight favouring the centre
+    fallback = r <= s / 6
+    masks = np.zeros((n, s, s), bool)
+    for i in range(n):
+        lab_i, k = ndimage.label(dark[i])
+        if k == 0:
+            masks[i] = fallback
+            continue
+        score = ndimage.sum(centre_w, lab_i, index=np.arange(1, k + 1))
+        best = int(np.argmax(score)) + 1
+        if score[best - 1] <= 0:
+            masks[i] = fallback
+            continue
+        masks[i] = ndimage.binary_fill_holes(lab_i == best)
+    return masks
+
+
+def _shape_features(mask: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(area, asymmetry, compactness, diameter, eccentricity) of one boolean mask (S, S)."""
+    s = mask.shape[0]
+    ys, xs = np.nonzero(mask)
+    a = len(ys)
+    if a < 3:
+        return a / s**2, 0.0, 1.0, 0.0, 0.0
+    cy, cx = ys.mean(), xs.mean()
+    cov = np.cov(np.vstack([ys - cy, xs - cx]))
+    evals, evecs = np.linalg.eigh(cov)
+    l2, l1 = max(evals[0], 0.0), max(evals[1], 1e-12)
+    pts = np.vstack([ys - cy, xs - cx])  # (2, A)
+    asym = []
+    for k in range(2):  # mirror across each principal axis
+        v = evecs[:, k:k + 1]
+        refl = 2 * v @ (v.T @ pts) - pts
+        ry, rx = np.rint(refl[0] + cy).astype(int), np.rint(refl[1] + cx).astype(int)
+        inside = (ry >= 0) & (ry < s) & (rx >= 0) & (rx < s)
+        hit = np.zeros(a, bool)
+        hit[inside] = mask[ry[inside], rx[inside]]
+        asym.append(1 - hit.mean())
+    per = perimeter(mask)
+    compact = min(4 * np.pi * a / per**2, 1.5) if per > 0 else 1.0  # tiny masks overshoot 1
+    return a / s**2, float(np.mean(asym)), float(compact), float(4 * np.sqrt(l1) / s), float(np.sqrt(1 - l2 / l1))
+
+
+def measure_concepts(images: np.ndarray, return_masks: bool = False):
+    """Concept table (N, len(CONCEPTS)) in CONCEPT_NAMES order for uint8 RGB images (N, S, S, 3).
+
+    With return_masks, also the lesion masks (N, S, S) bool.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be (N, S, S, 3) RGB; got shape {images.shape}")
+    n, s = images.shape[:2]
+    lab = rgb2lab(images.reshape(-1, s, 3)).reshape(n, s, s, 3).astype(np.float32)
+    masks = lesion_masks(lab)
+    yy, xx = np.mgrid[:s, :s]
+    corners = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) > s / 2
+    L = lab[..., 0]
+    # thin dark structures: black-hat (closing − image) on L*
+    closed = ndimage.grey_closing(L, size=(1, 3, 3))
+    blackhat = closed - L
+    dark_corner_px = (L < 25) & corners
+    out = np.zeros((n, len(CONCEPTS)), np.float32)
+    refs = np.array(list(COLOURS.values()), np.float32)
+    gy, gx = np.gradient(L, axis=(1, 2))
+    grad = np.hypot(gy, gx)
+    for i in range(n):
+        m = masks[i]
+        skin = ~m & ~dark_corner_px[i]
+        if skin.sum() < 3:
+            skin = ~m
+        if skin.sum() < 3:
+            skin = np.ones_like(m)
+        area, asym, compact, diam, ecc = _shape_features(m)
+        boundary = m & ~ndimage.binary_erosion(m)
+        les = lab[i][m]
+        sk = lab[i][skin]
+        lmean, smean = les.mean(0), sk.mean(0)
+        d = np.linalg.norm(les[:, None, :] - refs[None], axis=2)
+        nearest = d.argmin(1)
+        near_ok = d.min(1) <= 30
+        shares = np.array([np.mean((nearest == k) & near_ok) for k in range(len(refs))])
+        chroma = np.hypot(lab[i][..., 1], lab[i][..., 2])
+        ink = (lab[i][..., 2] < -12) & (chroma > 15) & ~m
+        hair = (blackhat[i] > 8) & ~dark_corner_px[i]
+        ita = np.degrees(np.arctan((smean[0] - 50) / max(smean[2], 1e-3)))  # b* ≤ 0 is not skin: ITA → ±90
+        out[i] = [
+            area, asym, compact, diam, ecc,
+            grad[i][boundary].mean() if boundary.any() else 0.0,
+            *shares,
+            float((shares >= COLOUR_MIN_SHARE).sum()),
+            np.linalg.norm(les - lmean, axis=1).mean(),
+            lmean[0], lmean[1], lmean[2],
+            np.linalg.norm(lmean - smean),
+            ita, smean[0],
+            hair.mean(),
+            dark_corner_px[i].sum() / corners.sum(),
+            ink.sum() / max((~m).sum(), 1),
+        ]
+    return (out, masks) if return_masks else out
+
+
+class ConceptExtractor(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: uint8 images (N, S, S, 3), or flattened (N, S·S·3), → concepts (N, C).
+
+    Stateless (fit learns nothing), so it drops into pipelines and clone(). Names from
+    get_feature_names_out(); units and definitions from hybrid.concepts.REGISTRY.
+    """
+
+    def __init__(self, image_size: int | None = None):
+        self.image_size = image_size
+
+    def fit(self, X, y=None):
+        self.n_features_out_ = len(CONCEPTS)
+        return self
+
+    def _images(self, X):
+        X = np.asarray(X)
+        if X.ndim == 2:
+            s = self.image_size or int(round(np.sqrt(X.shape[1] / 3)))
+            X = X.reshape(len(X), s, s, 3)
+        return X.astype(np.uint8)
+
+    def transform(self, X):
+        return measure_concepts(self._images(X))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(CONCEPT_NAMES, dtype=object)

@@ -1,0 +1,62 @@
+"""Distil the CNN into surrogates and measure their fidelity on held-out images.
+
+Selection uses the validation split (the CNN's labels there), never test:
+logistic C from a grid, tree depth from a 1–12 sweep (the readable default is the best depth ≤ 6),
+XGBoost with fixed, conservative settings.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .fidelity import bootstrap_fidelity, fidelity_scores
+from .surrogates import Surrogate
+
+LOGISTIC_C = (0.01, 0.1, 1.0, 10.0)
+TREE_DEPTHS = tuple(range(1, 13))
+READABLE_DEPTH = 6
+
+
+def _fit(kind, Xtr, ytr, n_classes, seed, **kw):
+    t0 = time.perf_counter()
+    s = Surrogate(kind, n_classes, random_state=seed, **kw).fit(Xtr, ytr)
+    return s, time.perf_counter() - t0
+
+
+def fit_surrogates(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, xgb_params: dict | None = None):
+    """Fit every family on (Xtr, CNN labels ytr); returns ({name: (surrogate, fit_s)}, depth sweep rows)."""
+    fitted = {}
+    fitted["majority"] = _fit("majority", Xtr, ytr, n_classes, seed)
+    best = None
+    for C in LOGISTIC_C:
+        s, t = _fit("logistic", Xtr, ytr, n_classes, seed, C=C)
+        f = float((s.predict(Xva) == yva).mean())
+        if best is None or f > best[0]:
+            best = (f, s, t)
+    fitted["logistic"] = best[1:]
+    sweep, best_tree = [], None
+    for d in TREE_DEPTHS:
+        s, t = _fit("tree", Xtr, ytr, n_classes, seed, max_depth=d)
+        f = float((s.predict(Xva) == yva).mean())
+        sweep.append({"depth": d, "val_fidelity": f, "leaves": s.complexity()["value"], "surrogate": s, "fit_s": t})
+        if d <= READABLE_DEPTH and (best_tree is None or f > best_tree[0]):
+            best_tree = (f, s, t)
+    fitted["tree"] = best_tree[1:]
+    xp = {"n_estimators": 150, "max_depth": 4, "learning_rate": 0.15, **(xgb_params or {})}
+    fitted["xgboost"] = _fit("xgboost", Xtr, ytr, n_classes, seed, **xp)
+    return fitted, sweep
+
+
+def evaluate(surrogate, X, cnn_pred, cnn_proba, y_true, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Fidelity metrics, bootstrap intervals and complexity of one fitted surrogate on one split."""
+    proba = surrogate.predict_proba(X)
+    pred = proba.argmax(1)
+    majority = int(np.bincount(cnn_pred).argmax())
+    row = fidelity_scores(cnn_pred, pred, cnn_proba, proba, y_true, majority)
+    if n_boot:
+        row.update(bootstrap_fidelity(cnn_pred, pred, n_boot, seed))
+    c = surrogate.complexity()
+    row["complexity"] = c["value"]
+    row["complexity_measure"] = c["measure"]
+    return row

@@ -1,0 +1,84 @@
+"""Concepts on synthetic images with known answers, and on real images."""
+import numpy as np
+import pytest
+from skimage.color import lab2rgb
+
+from hybrid.concepts import COLOURS, CONCEPT_NAMES, ConceptExtractor, measure_concepts
+
+S = 64
+
+
+def _rgb(lab):
+    return (np.clip(lab2rgb(np.array(lab, float).reshape(1, 1, 3)), 0, 1) * 255).round().astype(np.uint8).reshape(3)
+
+
+def _image(skin_lab=(70, 12, 18), lesion=None, lines=0):
+    img = np.tile(_rgb(skin_lab), (S, S, 1))
+    yy, xx = np.mgrid[:S, :S]
+    if lesion is not None:
+        for mask, lab in lesion(yy, xx):
+            img[mask] = _rgb(lab)
+    for k in range(lines):  # thin dark hairs across the skin
+        img[np.abs(yy - (xx * 0.3 + 6 + 12 * k)) < 0.6] = _rgb((20, 3, 3))
+    return img
+
+
+def disc(lab=COLOURS["dark_brown"], r=14):
+    return lambda yy, xx: [(((yy - 31.5) ** 2 + (xx - 31.5) ** 2) <= r * r, lab)]
+
+
+def two_colour(yy, xx):
+    d = ((yy - 31.5) ** 2 + (xx - 31.5) ** 2) <= 15 ** 2
+    return [(d & (xx < 32), COLOURS["dark_brown"]), (d & (xx >= 32), COLOURS["black"])]
+
+
+def _c(img, name):
+    return float(measure_concepts(img[None])[0, CONCEPT_NAMES.index(name)])
+
+
+def test_disc_is_symmetric_and_compact():
+    img = _image(lesion=disc())
+    assert _c(img, "asymmetry") < 0.03
+    assert _c(img, "compactness") == pytest.approx(1.0, abs=0.08)
+    assert _c(img, "area") == pytest.approx(np.pi * 14**2 / S**2, rel=0.05)
+
+
+def test_irregular_lesion_is_less_compact_and_asymmetric():
+    def blob(yy, xx):
+        theta = np.arctan2(yy - 31.5, xx - 31.5)
+        r = np.hypot(yy - 31.5, xx - 31.5)
+        return [(r <= 10 + 5 * np.sin(5 * theta) * (theta > 0), COLOURS["dark_brown"])]
+    img = _image(lesion=blob)
+    assert _c(img, "compactness") < 0.75
+    assert _c(img, "asymmetry") > 0.1
+
+
+def test_two_colour_lesion_has_two_colours():
+    assert _c(_image(lesion=two_colour), "n_colours") == 2
+    assert _c(_image(lesion=disc()), "n_colours") == 1
+
+
+def test_dark_lines_raise_hair_score():
+    plain, hairy = _image(lesion=disc(r=8)), _image(lesion=disc(r=8), lines=4)
+    assert _c(hairy, "hair") > _c(plain, "hair") + 0.02
+
+
+def test_darker_skin_has_lower_ita():
+    light = _image(skin_lab=(72, 10, 16), lesion=disc())
+    dark = _image(skin_lab=(45, 12, 25), lesion=disc(lab=COLOURS["black"]))
+    assert _c(light, "skin_ita") == pytest.approx(np.degrees(np.arctan(22 / 16)), abs=3)
+    assert _c(dark, "skin_ita") < 0 < _c(light, "skin_ita")
+
+
+def test_extractor_is_a_sklearn_transformer(data_root):
+    from sklearn.base import clone
+    from hybrid.data import load_dataset
+
+    x = load_dataset("dermamnist", 28, data_root, subset=40).splits["test"].images
+    ext = clone(ConceptExtractor()).fit(x)
+    out = ext.transform(x)
+    assert out.shape == (40, len(CONCEPT_NAMES)) and np.isfinite(out).all()
+    assert np.allclose(ext.transform(x.reshape(40, -1)), out)
+    assert list(ext.get_feature_names_out()) == CONCEPT_NAMES
+    with pytest.raises(ValueError, match=r"\(N, S, S, 3\)"):
+        measure_concepts(x[..., :1])

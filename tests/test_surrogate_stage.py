@@ -1,0 +1,73 @@
+"""Features → surrogates → fidelity → rules through the CLI on a tiny real run."""
+import json
+
+import numpy as np
+import pytest
+
+from hybrid.cli import main
+
+from .conftest import PROJECT
+
+ARGS = ["--config", str(PROJECT / "configs/quick.toml"), "--quiet", "--set", "data.subset=600",
+        "--set", "model.width=8", "--set", "train.epochs=1", "--set", "metrics.n_bootstrap=20"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_root):
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", *ARGS, "--data-root", str(data_root), "--runs-dir", str(runs)]) == 0
+    run = runs / "quick"
+    assert main(["rules", str(run)]) == 2  # before the stages exist: a clear refusal
+    assert main(["features", str(run), "--data-root", str(data_root)]) == 0
+    assert main(["surrogates", str(run), "--n-bootstrap", "50"]) == 0
+    return run
+
+
+def test_feature_tables_are_complete(run):
+    with np.load(run / "features/test.npz") as z:
+        assert {"embeddings", "proba", "pred", "concepts", "cnn_concepts", "masks", "labels", "index"} <= set(z.files)
+        assert z["concepts"].shape == z["cnn_concepts"].shape == (600, 23)
+        assert np.array_equal(z["pred"], z["proba"].argmax(1))
+    r2 = json.loads((run / "features/probe_r2.json").read_text())
+    assert set(r2) >= {"asymmetry", "skin_ita", "hair"}
+    assert (run / "features/test_metadata.csv").read_text().startswith("index,split")
+
+
+def test_fidelity_table_and_sweep(run, capsys):
+    rows = json.loads((run / "surrogates/fidelity.json").read_text())
+    names = {r["name"] for r in rows}
+    for fs in ("embeddings", "concepts", "cnn_concepts"):
+        for fam in ("logistic", "tree", "xgboost"):
+            assert f"{fs}__{fam}" in names
+    assert "majority" in names
+    maj = next(r for r in rows if r["name"] == "majority")
+    assert maj["kappa"] == 0.0
+    for r in rows:
+        assert 0 <= r["fidelity"] <= 1 and r["fidelity_ci95"][0] <= r["fidelity"] <= r["fidelity_ci95"][1]
+    assert (run / "surrogates/depth_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["fidelity", str(run)]) == 0
+    assert "| majority | any |" in capsys.readouterr().out
+
+
+def test_rules_cli_filters_by_class(run, capsys):
+    assert main(["rules", str(run)]) == 0
+    first = capsys.readouterr().out.split("THEN ")[1].split("   [")[0]  # the most supported rule's class
+    assert main(["rules", str(run), "--class", first, "--min-support", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"THEN {first}" in out and "support" in out
+    assert all(line == f"THEN {first}" for line in (ln.split("   [")[0] for ln in out.splitlines() if ln.startswith("THEN")))
+    assert main(["rules", str(run), "--class", "zebra"]) == 2
+    assert "matches no single class" in capsys.readouterr().err
+    assert main(["rules", str(run), "--surrogate", "concepts__xgboost"]) == 2
+    assert "rules come from tree surrogates" in capsys.readouterr().err
+
+
+def test_tampered_surrogate_is_not_unpickled(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    with open(copy / "surrogates/concepts__tree.joblib", "ab") as f:
+        f.write(b"\0")
+    assert main(["rules", str(copy)]) == 2
+    assert "does not match its sha256" in capsys.readouterr().err

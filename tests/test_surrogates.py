@@ -1,0 +1,74 @@
+"""Surrogates, fidelity and rules: known answers."""
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.tree import DecisionTreeClassifier
+
+from hybrid.distill import fit_surrogates
+from hybrid.fidelity import fidelity_scores
+from hybrid.rules import apply_rules, extract_rules, format_rules
+from hybrid.surrogates import Surrogate
+
+
+def _teacher_data(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) * 2 + (X[:, 1] > 0.5).astype(int) + (X[:, 2] > 1).astype(int)
+    teacher = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y % 5)
+    return X, teacher
+
+
+def test_tree_distilled_from_tree_teacher_reaches_fidelity_one():
+    X, teacher = _teacher_data()
+    y_t = teacher.predict(X)
+    student = Surrogate("tree", n_classes=5, max_depth=3, min_samples_leaf=1).fit(X, y_t)
+    assert (student.predict(X) == y_t).mean() == 1.0
+    X_new, _ = _teacher_data(seed=1)
+    assert (student.predict(X_new) == teacher.predict(X_new)).mean() > 0.99
+
+
+def test_shuffled_targets_give_chance_fidelity():
+    X, teacher = _teacher_data()
+    y_t = teacher.predict(X)
+    rng = np.random.default_rng(0)
+    s = Surrogate("tree", n_classes=5, max_depth=4).fit(X[:2000], rng.permutation(y_t[:2000]))
+    scores = fidelity_scores(y_t[2000:], s.predict(X[2000:]))
+    assert abs(scores["kappa"]) < 0.08
+
+
+def test_all_families_keep_the_full_class_space_and_sklearn_api():
+    X, teacher = _teacher_data()
+    y = teacher.predict(X)
+    fitted, sweep = fit_surrogates(X[:2000], y[:2000], X[2000:], y[2000:], n_classes=7)
+    assert set(fitted) == {"majority", "logistic", "tree", "xgboost"}
+    assert [r["depth"] for r in sweep] == list(range(1, 13))
+    for name, (s, _) in fitted.items():
+        p = s.predict_proba(X[2000:])
+        assert p.shape == (1000, 7) and np.allclose(p.sum(1), 1, atol=1e-5)
+        assert p[:, [5, 6]].max() == 0  # classes the teacher never predicts
+    assert (fitted["xgboost"][0].predict(X[2000:]) == y[2000:]).mean() > 0.97
+    assert clone(fitted["tree"][0]).get_params()["kind"] == "tree"
+    with pytest.raises(ValueError, match="fitted on 6 features"):
+        fitted["tree"][0].predict(X[:, :5])
+
+
+def test_rules_reproduce_the_tree_exactly():
+    X, teacher = _teacher_data()
+    y = teacher.predict(X)
+    rng = np.random.default_rng(2)
+    noisy = np.where(rng.random(len(y)) < 0.2, rng.integers(0, 5, len(y)), y)
+    s = Surrogate("tree", n_classes=5, max_depth=6).fit(X, noisy)
+    names = [f"f{i}" for i in range(6)]
+    rules = extract_rules(s, X, noisy, names)
+    assert len(rules) == s.model_.get_n_leaves()
+    assert np.array_equal(apply_rules(rules, X), s.predict(X))
+    assert sum(r.support for r in rules) == len(X)
+    text = format_rules(rules, [f"class{k}" for k in range(5)], klass=2, min_support=10)
+    assert "THEN class2" in text and "THEN class1" not in text
+
+
+def test_majority_baseline_has_zero_kappa():
+    y = np.array([5] * 70 + [4] * 30)
+    s = Surrogate("majority", n_classes=7).fit(np.zeros((100, 2)), y)
+    sc = fidelity_scores(y, s.predict(np.zeros((100, 2))))
+    assert sc["fidelity"] == 0.7 and sc["kappa"] == 0.0 and sc["non_majority_fidelity"] == 0.0
