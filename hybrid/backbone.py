@@ -42,15 +42,20 @@ class DermaCNN(nn.Module):
     """Residual CNN: stem → stages of ResBlocks (width doubles, resolution halves) → pooled embedding → linear head.
 
     forward(x) → logits (B, n_classes); embed(x) → (B, embed_dim); features(x) → last feature map
-    (B, embed_dim, h, w) for Grad-CAM. A concept head (Linear embed_dim → n_concepts) can be
+    (B, feature_channels, h, w) for Grad-CAM. head='avg' pools globally (embed_dim = channels);
+    head='grid' keeps a 3×3 layout and projects it to embed_dim with a ReLU layer. A concept head (Linear embed_dim → n_concepts) can be
     attached with `attach_concept_head`; `concepts(x)` then returns its scores.
     """
 
     def __init__(self, n_classes: int = 7, in_channels: int = 3, image_size: int = 28,
-                 width: int = 32, blocks_per_stage: int = 2, dropout: float = 0.2):
+                 width: int = 32, blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg",
+                 embed_dim: int = 256):
         super().__init__()
+        if head not in ("avg", "grid"):
+            raise ValueError(f"head must be 'avg' or 'grid', got {head!r}")
         self.config = dict(n_classes=n_classes, in_channels=in_channels, image_size=image_size,
-                           width=width, blocks_per_stage=blocks_per_stage, dropout=dropout)
+                           width=width, blocks_per_stage=blocks_per_stage, dropout=dropout, head=head,
+                           embed_dim=embed_dim)
         self.register_buffer("mean", torch.full((1, in_channels, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, in_channels, 1, 1), 0.25))
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
@@ -61,9 +66,16 @@ class DermaCNN(nn.Module):
                 layers.append(ResBlock(c, c_out, stride=2 if (b == 0 and s > 0) else 1))
                 c = c_out
         self.stages = nn.Sequential(*layers)
-        self.embed_dim = c
+        self.feature_channels = c
+        if head == "grid":  # keep coarse layout (centre vs periphery): 3×3 average grid → linear → ReLU
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Dropout(dropout),
+                                      nn.Linear(9 * c, embed_dim), nn.ReLU())
+            self.embed_dim = embed_dim
+        else:  # global average pooling
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.embed_dim = c
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c, n_classes)
+        self.head = nn.Linear(self.embed_dim, n_classes)
         self.concept_head: nn.Module | None = None
 
     def set_normalization(self, mean, std) -> None:
@@ -75,7 +87,7 @@ class DermaCNN(nn.Module):
         return self.stages(self.stem((x - self.mean) / self.std))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        return self.pool(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(x)))
@@ -92,8 +104,14 @@ class DermaCNN(nn.Module):
 
 
 def build_backbone(n_classes: int, in_channels: int, image_size: int, width: int = 32,
-                   blocks_per_stage: int = 2, dropout: float = 0.2) -> DermaCNN:
-    return DermaCNN(n_classes, in_channels, image_size, width, blocks_per_stage, dropout)
+                   blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg", embed_dim: int = 256) -> DermaCNN:
+    return DermaCNN(n_classes, in_channels, image_size, width, blocks_per_stage, dropout, head, embed_dim)
+
+
+def from_config(c: dict) -> DermaCNN:
+    """Rebuild a backbone from its saved `config` dict."""
+    return DermaCNN(c["n_classes"], c["in_channels"], c["image_size"], c["width"], c["blocks_per_stage"],
+                    c["dropout"], c.get("head", "avg"), c.get("embed_dim", 256))
 
 
 def n_parameters(model: nn.Module) -> int:

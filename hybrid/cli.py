@@ -47,6 +47,11 @@ def _surrogates(args) -> int:
     run = RunDir.open(args.run)
     surrogates_stage(run, args.n_bootstrap)
     print((run.path / "surrogates" / "fidelity.md").read_text())
+    if args.ablation:
+        from .surrogate_stage import ablation_stage
+
+        ablation_stage(run)
+        print((run.path / "surrogates" / "ablation.md").read_text())
     return 0
 
 
@@ -132,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("surrogates", help="distil the CNN into logistic, tree and XGBoost surrogates; print the fidelity table")
     s.add_argument("run")
     s.add_argument("--n-bootstrap", type=int, default=1000)
+    s.add_argument("--ablation", action="store_true", help="also leave each concept out in turn (about a minute)")
     s.set_defaults(func=_surrogates)
     fi = sub.add_parser("fidelity", help="print a run's surrogate fidelity table")
     fi.add_argument("run")

@@ -50,9 +50,15 @@ CONCEPTS: list[Concept] = [
     Concept("lesion_L", "L*", "0–100", "lesion mean lightness", "lesion"),
     Concept("lesion_a", "a*", "≈ −20–60", "lesion mean red–green", "lesion"),
     Concept("lesion_b", "b*", "≈ −30–60", "lesion mean yellow–blue", "lesion"),
+    Concept("lesion_L_p10", "L*", "0–100", "10th percentile of lesion lightness (its darkest structures)", "lesion"),
+    Concept("lesion_L_std", "L*", "≥ 0", "spread (sd) of lightness inside the lesion", "lesion"),
+    Concept("texture", "L* per px²", "≥ 0", "mean |Laplacian of L*| inside the lesion (fine structure: dots, network)", "lesion"),
+    Concept("centre_periphery", "ΔE", "≥ 0", "CIELAB distance between the lesion's inner core and its outer ring", "lesion"),
+    Concept("off_centre", "fraction of width", "0–~0.7", "distance of the lesion centroid from the image centre", "lesion"),
     Concept("contrast", "ΔE", "≥ 0", "CIELAB distance between lesion and surrounding-skin means", "border"),
     Concept("skin_ita", "degrees", "≈ −90–90 (lower = darker)", "Individual Typology Angle of the surrounding skin: atan((L* − 50)/b*)", "skin"),
     Concept("skin_L", "L*", "0–100", "surrounding-skin mean lightness", "skin"),
+    Concept("skin_a", "a*", "≈ 0–40", "surrounding-skin mean redness (erythema)", "skin"),
     Concept("hair", "fraction of image", "0–1", "share of pixels in thin dark lines (black-hat of L* > 8 outside dark corners)", "artifact"),
     Concept("dark_corners", "fraction of corners", "0–1", "share of pixels outside the inscribed circle darker than L* 25 (dermoscope vignette)", "corners"),
     Concept("ink", "fraction of skin", "0–1", "share of non-lesion pixels with ink/marker colour (blue–violet: b* < −12 and chroma > 15)", "artifact"),
@@ -153,6 +159,8 @@ def measure_concepts(images: np.ndarray, return_masks: bool = False):
     refs = np.array(list(COLOURS.values()), np.float32)
     gy, gx = np.gradient(L, axis=(1, 2))
     grad = np.hypot(gy, gx)
+    lap = np.abs(_laplace(L))
+    core_r = max(1, s // 14)
     for i in range(n):
         m = masks[i]
         skin = ~m & ~dark_corner_px[i]
@@ -162,6 +170,12 @@ def measure_concepts(images: np.ndarray, return_masks: bool = False):
             skin = np.ones_like(m)
         area, asym, compact, diam, ecc = _shape_features(m)
         boundary = m & ~ndimage.binary_erosion(m)
+        core = ndimage.binary_erosion(m, iterations=core_r)
+        if not core.any():
+            core = m
+        ring = m & ~core if (m & ~core).any() else m
+        ys, xs = np.nonzero(m)
+        off = np.hypot(ys.mean() - (s - 1) / 2, xs.mean() - (s - 1) / 2) / s
         les = lab[i][m]
         sk = lab[i][skin]
         lmean, smean = les.mean(0), sk.mean(0)
@@ -180,13 +194,21 @@ def measure_concepts(images: np.ndarray, return_masks: bool = False):
             float((shares >= COLOUR_MIN_SHARE).sum()),
             np.linalg.norm(les - lmean, axis=1).mean(),
             lmean[0], lmean[1], lmean[2],
+            np.percentile(les[:, 0], 10), les[:, 0].std(), lap[i][m].mean(),
+            np.linalg.norm(lab[i][core].mean(0) - lab[i][ring].mean(0)), off,
             np.linalg.norm(lmean - smean),
-            ita, smean[0],
+            ita, smean[0], smean[1],
             hair.mean(),
             dark_corner_px[i].sum() / corners.sum(),
             ink.sum() / max((~m).sum(), 1),
         ]
     return (out, masks) if return_masks else out
+
+
+def _laplace(L: np.ndarray) -> np.ndarray:
+    """4-neighbour Laplacian of each image in a stack (N, S, S), edges replicated."""
+    p = np.pad(L, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    return p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 4 * L
 
 
 class ConceptExtractor(TransformerMixin, BaseEstimator):

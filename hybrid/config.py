@@ -16,7 +16,9 @@ DEFAULTS: dict = {
         "metadata_root": "",  # empty: ../shared/data/ham10000 when present
         "subset": 0,  # >0: keep the first N images of each split (demos, tests)
     },
-    "model": {"width": 32, "blocks_per_stage": 2, "dropout": 0.2},
+    "model": {"width": 32, "blocks_per_stage": 2, "dropout": 0.2,
+              "head": "avg",  # avg: global average pooling | grid: 3×3 layout → linear → ReLU
+              "embed_dim": 256},  # embedding size of the grid head
     "train": {
         "epochs": 30,
         "batch_size": 128,

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import __version__
 from .artifacts import CheckpointStore, RunDir, git_commit, package_versions
-from .backbone import DermaCNN
+from .backbone import DermaCNN, from_config
 from .data import file_md5, load_dataset
 from .errors import HybridError
 from .metrics import anchors_markdown, classification_report
@@ -115,8 +115,7 @@ def load_backbone(run: RunDir) -> tuple[DermaCNN, dict]:
     if BACKBONE not in run.manifest["files"]:
         raise HybridError(f"Run folder {run.path} has no trained backbone; run `hybrid train` first.")
     ckpt = run.load_torch(BACKBONE)
-    c = ckpt["config"]
-    model = DermaCNN(c["n_classes"], c["in_channels"], c["image_size"], c["width"], c["blocks_per_stage"], c["dropout"])
+    model = from_config(ckpt["config"])
     model.load_state_dict(ckpt["state"])
     model.eval()
     return model, ckpt

@@ -129,7 +129,8 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     torch.manual_seed(seed)
     np.random.seed(seed)
     size, channels = train_x.shape[1], train_x.shape[-1]
-    model = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"])
+    model = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"],
+                           mc["head"], mc["embed_dim"])
     xf = train_x.reshape(-1, channels).astype(np.float64) / 255.0
     model.set_normalization(xf.mean(0), xf.std(0) + 1e-6)
     model.to(device)
@@ -213,7 +214,8 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "ema": ema,
             "history": history, "best": best,
         })
-    final = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"])
+    final = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"],
+                           mc["head"], mc["embed_dim"])
     final.load_state_dict(best["state"] if best["state"] is not None else model.state_dict())
     final.eval()
     info = {"best_epoch": best["epoch"], "best_val_auc": best["auc"], "device": str(device),

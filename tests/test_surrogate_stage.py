@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from hybrid.cli import main
+from hybrid.concepts import CONCEPT_NAMES
 
 from .conftest import PROJECT
 
@@ -26,7 +27,7 @@ def run(tmp_path_factory, data_root):
 def test_feature_tables_are_complete(run):
     with np.load(run / "features/test.npz") as z:
         assert {"embeddings", "proba", "pred", "concepts", "cnn_concepts", "masks", "labels", "index"} <= set(z.files)
-        assert z["concepts"].shape == z["cnn_concepts"].shape == (600, 23)
+        assert z["concepts"].shape == z["cnn_concepts"].shape == (600, len(CONCEPT_NAMES))
         assert np.array_equal(z["pred"], z["proba"].argmax(1))
     r2 = json.loads((run / "features/probe_r2.json").read_text())
     assert set(r2) >= {"asymmetry", "skin_ita", "hair"}

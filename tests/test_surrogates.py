@@ -72,3 +72,15 @@ def test_majority_baseline_has_zero_kappa():
     s = Surrogate("majority", n_classes=7).fit(np.zeros((100, 2)), y)
     sc = fidelity_scores(y, s.predict(np.zeros((100, 2))))
     assert sc["fidelity"] == 0.7 and sc["kappa"] == 0.0 and sc["non_majority_fidelity"] == 0.0
+
+
+def test_ablation_ranks_the_feature_the_teacher_uses_first():
+    from hybrid.distill import concept_ablation
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1500, 4)).astype(np.float32)
+    y = (X[:, 2] > 0).astype(int)
+    rows = concept_ablation(X[:1000], y[:1000], X[1000:], y[1000:], ["a", "b", "c", "d"], n_classes=2,
+                            kind="tree", params={"max_depth": 3})
+    assert rows[0]["concept"] == "c" and rows[0]["kappa_drop"] > 0.5
+    assert all(abs(r["kappa_drop"]) < 0.05 for r in rows[1:])
