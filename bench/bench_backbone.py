@@ -29,6 +29,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, help="override the preset's epochs (e.g. to time a few on a CPU)")
     ap.add_argument("--runs-dir", default="artifacts/runs/bench")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--reuse", action="store_true",
+                    help="read seeds whose run already finished instead of retraining them")
     args = ap.parse_args()
     preset = Path(args.config).stem
     rows = []
@@ -40,11 +42,15 @@ def main() -> int:
             cmd += ["--epochs", str(args.epochs)]
         for s in args.set:
             cmd += ["--set", s]
-        print("$", " ".join(cmd), flush=True)
-        r = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        if r.returncode:
-            return r.returncode
         run = ROOT / args.runs_dir / name
+        done = (run / "manifest.json").exists() and "evaluate" in json.loads((run / "manifest.json").read_text())["stages"]
+        if args.reuse and done:
+            print(f"reusing finished run {run}", flush=True)
+        else:
+            print("$", " ".join(cmd), flush=True)
+            r = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            if r.returncode:
+                return r.returncode
         m = json.loads((run / "manifest.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
         st = m["stages"]
