@@ -1,4 +1,4 @@
-"""Command line: `hybrid train | features | surrogates | fidelity | rules | verify`. Bad input → one sentence on stderr, exit 2."""
+"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | verify`. Bad input → one sentence on stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -115,6 +115,58 @@ def _verify(args) -> int:
     return 0
 
 
+def _explain_opts(args) -> dict:
+    opts = {"seed": args.seed, "surrogate": args.surrogate, "tree": args.tree}
+    if getattr(args, "n", None):
+        opts["n"] = args.n
+    if args.methods:
+        from .attribution import METHODS
+
+        bad = [m for m in args.methods if m not in METHODS]
+        if bad:
+            raise HybridError(f"--methods: unknown method '{bad[0]}'; expected some of {', '.join(METHODS)}.")
+        opts["methods"] = args.methods
+    return opts
+
+
+def _explain(args) -> int:
+    from .artifacts import RunDir
+    from .explain_stage import explain_images, gallery_indices
+    from .surrogate_stage import load_tables
+
+    run = RunDir.open(args.run)
+    idx = list(args.index)
+    if args.gallery:
+        idx += [int(i) for i in gallery_indices(load_tables(run)["test"], args.per_class, args.seed)]
+    if not idx:
+        raise HybridError("Nothing to explain: give --index N (a test-split index, repeatable) or --gallery.")
+    idx = sorted(set(idx))
+    paths = explain_images(run, idx, args.data_root, _explain_opts(args), progress=not args.quiet, gallery=args.gallery)
+    print("\n".join(paths))
+    return 0
+
+
+def _faithfulness(args) -> int:
+    from .artifacts import RunDir
+    from .explain_stage import faithfulness_stage
+
+    run = RunDir.open(args.run)
+    faithfulness_stage(run, args.data_root, _explain_opts(args), progress=not args.quiet)
+    print((run.path / "explain" / "faithfulness.md").read_text())
+    print((run.path / "explain" / "regions.md").read_text())
+    return 0
+
+
+def _explain_args(e) -> None:
+    e.add_argument("run", help="run folder with features and surrogates")
+    e.add_argument("--data-root", help="folder with medmnist's npz files")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--surrogate", default="concepts__xgboost", help="surrogate whose SHAP is shown and compared")
+    e.add_argument("--tree", default="concepts__tree", help="tree surrogate whose rule path is shown")
+    e.add_argument("--methods", nargs="+", help="attribution methods (default: all)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hybrid", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -150,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split", default="test", choices=["train", "val", "test"], help="where support and agreement are counted")
     r.add_argument("--sort", default="support", choices=["support", "agreement"])
     r.set_defaults(func=_rules)
+    e = sub.add_parser("explain", help="CNN saliency maps beside the concept surrogate's SHAP and the tree's rule path")
+    _explain_args(e)
+    e.add_argument("--index", type=int, action="append", default=[], help="test-split index to explain (repeatable)")
+    e.add_argument("--gallery", action="store_true", help="images covering every class, correct and wrong")
+    e.add_argument("--per-class", type=int, default=2, help="gallery images per class (one correct, one wrong)")
+    e.set_defaults(func=_explain)
+    fa = sub.add_parser("faithfulness", help="deletion/insertion, randomisation check, lesion mass, SHAP-vs-saliency regions")
+    _explain_args(fa)
+    fa.add_argument("--n", type=int, default=200, help="test images in the fixed sample")
+    fa.set_defaults(func=_faithfulness)
     v = sub.add_parser("verify", help="check every file of a run against the sha256 in its manifest")
     v.add_argument("run", help="run folder, e.g. artifacts/runs/default")
     v.set_defaults(func=_verify)

@@ -137,11 +137,8 @@ def _shape_features(mask: np.ndarray) -> tuple[float, float, float, float, float
     return a / s**2, float(np.mean(asym)), float(compact), float(4 * np.sqrt(l1) / s), float(np.sqrt(1 - l2 / l1))
 
 
-def measure_concepts(images: np.ndarray, return_masks: bool = False):
-    """Concept table (N, len(CONCEPTS)) in CONCEPT_NAMES order for uint8 RGB images (N, S, S, 3).
-
-    With return_masks, also the lesion masks (N, S, S) bool.
-    """
+def _prepare(images: np.ndarray):
+    """CIELAB (N, S, S, 3), lesion masks, corner region (S, S), black-hat of L* and dark-corner pixels."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be (N, S, S, 3) RGB; got shape {images.shape}")
@@ -151,10 +148,46 @@ def measure_concepts(images: np.ndarray, return_masks: bool = False):
     yy, xx = np.mgrid[:s, :s]
     corners = np.hypot(yy - (s - 1) / 2, xx - (s - 1) / 2) > s / 2
     L = lab[..., 0]
-    # thin dark structures: black-hat (closing − image) on L*
-    closed = ndimage.grey_closing(L, size=(1, 3, 3))
-    blackhat = closed - L
-    dark_corner_px = (L < 25) & corners
+    blackhat = ndimage.grey_closing(L, size=(1, 3, 3)) - L  # thin dark structures: closing − image
+    return lab, masks, corners, blackhat, (L < 25) & corners
+
+
+def _hair(blackhat: np.ndarray, dark_corner: np.ndarray) -> np.ndarray:
+    return (blackhat > 8) & ~dark_corner
+
+
+def _ink(lab: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    return (lab[..., 2] < -12) & (chroma > 15) & ~lesion
+
+
+REGIONS = ("lesion", "border", "skin", "corners", "artifact")
+
+
+def region_masks(images: np.ndarray) -> dict[str, np.ndarray]:
+    """A partition of each image (N, S, S) into the regions concepts are declared on: corners
+    (outside the inscribed circle), artifact (hair and ink lines elsewhere), border (a ring of
+    ±1 px around the lesion edge), lesion (the rest of the mask) and skin (everything else)."""
+    lab, masks, corners, blackhat, dark_corner = _prepare(images)
+    n = len(masks)
+    corners = np.broadcast_to(corners, masks.shape)
+    artifact = np.stack([_hair(blackhat[i], dark_corner[i]) | _ink(lab[i], masks[i]) for i in range(n)]) & ~corners
+    ring = np.stack([ndimage.binary_dilation(m) & ~ndimage.binary_erosion(m) for m in masks])
+    border = ring & ~corners & ~artifact
+    lesion = masks & ~border & ~corners & ~artifact
+    skin = ~(lesion | border | corners | artifact)
+    return {"lesion": lesion, "border": border, "skin": skin, "corners": corners.copy(), "artifact": artifact,
+            "mask": masks}
+
+
+def measure_concepts(images: np.ndarray, return_masks: bool = False):
+    """Concept table (N, len(CONCEPTS)) in CONCEPT_NAMES order for uint8 RGB images (N, S, S, 3).
+
+    With return_masks, also the lesion masks (N, S, S) bool.
+    """
+    lab, masks, corners, blackhat, dark_corner_px = _prepare(images)
+    n, s = masks.shape[:2]
+    L = lab[..., 0]
     out = np.zeros((n, len(CONCEPTS)), np.float32)
     refs = np.array(list(COLOURS.values()), np.float32)
     gy, gx = np.gradient(L, axis=(1, 2))
@@ -183,9 +216,8 @@ def measure_concepts(images: np.ndarray, return_masks: bool = False):
         nearest = d.argmin(1)
         near_ok = d.min(1) <= 30
         shares = np.array([np.mean((nearest == k) & near_ok) for k in range(len(refs))])
-        chroma = np.hypot(lab[i][..., 1], lab[i][..., 2])
-        ink = (lab[i][..., 2] < -12) & (chroma > 15) & ~m
-        hair = (blackhat[i] > 8) & ~dark_corner_px[i]
+        ink = _ink(lab[i], m)
+        hair = _hair(blackhat[i], dark_corner_px[i])
         ita = np.degrees(np.arctan((smean[0] - 50) / max(smean[2], 1e-3)))  # b* ≤ 0 is not skin: ITA → ±90
         out[i] = [
             area, asym, compact, diam, ecc,
