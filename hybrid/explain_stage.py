@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from . import attribution as A
 from .artifacts import RunDir
-from .concepts import REGIONS, region_masks
+from .concepts import REGIONS, REGISTRY, region_masks
 from .data import class_names, load_dataset
 from .errors import HybridError
 from .explain import (concept_region_scores, global_importance, pixel_region_scores, region_agreement,
@@ -57,6 +57,8 @@ class Context:
         self.X_test, self.feature_names = feature_matrix(self.tables["test"], fs)
         self.X_train, _ = feature_matrix(self.tables["train"], fs)
         self.X_tree, self.tree_names = feature_matrix(self.tables["test"], self.opts["tree"].split("__")[0])
+        self.tree_units = [REGISTRY[f.removeprefix("cnn_")].unit if f.removeprefix("cnn_") in REGISTRY else ""
+                           for f in self.tree_names]
         chunk = A.batch_for_memory(self.model, tuple(self.background.shape[1:]), self.opts["memory_mb"])
         self.max_batch = chunk
 
@@ -243,7 +245,7 @@ def explain_images(run: RunDir, indices, data_root=None, opts: dict | None = Non
     with run.stage("explain"):
         for j, i in enumerate(tqdm(idx, desc="figures", disable=not progress, leave=False)):
             pred, true = int(te["pred"][i]), int(te["labels"][i])
-            lines = rule_path(ctx.tree, ctx.X_tree[i], ctx.tree_names)
+            lines = rule_path(ctx.tree, ctx.X_tree[i], ctx.tree_names, ctx.tree_units)
             leaf = int(lines[-1].split()[-1])
             lines[-1] = f"→ {ctx.names[leaf]}   (CNN: {ctx.names[pred]})"
             title = (f"test #{i}: true {ctx.names[true]} — CNN {ctx.names[pred]} (p = {te['proba'][i, pred]:.2f})"

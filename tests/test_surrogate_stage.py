@@ -72,3 +72,28 @@ def test_tampered_surrogate_is_not_unpickled(run, tmp_path, capsys):
         f.write(b"\0")
     assert main(["rules", str(copy)]) == 2
     assert "does not match its sha256" in capsys.readouterr().err
+
+
+def test_explain_and_faithfulness_cli(run, capsys, data_root):
+    assert main(["explain", str(run), "--index", "3", "--index", "11", "--quiet"]) == 0
+    for i in (3, 11):
+        assert (run / f"explain/image_{i}.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["faithfulness", str(run), "--n", "24", "--quiet", "--methods", "gradient", "gradcam", "random"]) == 0
+    out = capsys.readouterr().out
+    assert "deletion AUC ↓" in out and "insertion AUC ↑" in out and "Random (floor)" in out
+    res = json.loads((run / "explain/faithfulness.json").read_text())
+    assert len(res["sample"]) == 24 and [r["method"] for r in res["rows"]] == ["gradient", "gradcam", "random"]
+    rand = res["rows"][-1]
+    assert rand["randomisation_corr"] == pytest.approx(1.0)  # a map that ignores the model fails the check
+    assert abs(rand["lesion_mass"] - res["lesion_area_share"]) < 0.05  # uniform noise lands by area
+    assert "top-region agreement" in (run / "explain/regions.md").read_text()
+    assert main(["verify", str(run)]) == 0
+
+
+def test_explain_cli_refuses_bad_input(run, capsys):
+    assert main(["explain", str(run), "--index", "100000", "--quiet"]) == 2
+    assert "outside the test split" in capsys.readouterr().err
+    assert main(["explain", str(run)]) == 2
+    assert main(["explain", str(run), "--index", "1", "--surrogate", "nope__tree"]) == 2
+    assert "no surrogate 'nope__tree'" in capsys.readouterr().err
+    assert main(["faithfulness", str(run), "--methods", "lime"]) == 2

@@ -1,0 +1,81 @@
+"""Surrogate SHAP (additivity against the surrogate's own output), rule paths, region shares."""
+import numpy as np
+import pytest
+
+from hybrid.concepts import CONCEPT_NAMES, REGIONS
+from hybrid.explain import concept_region_scores, global_importance, rule_path, surrogate_explanation
+from hybrid.surrogates import Surrogate
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    y = np.where(X[:, 0] > 0.5, 2, np.where(X[:, 1] > 0, 0, 4))  # classes 1, 3, 5, 6 never predicted
+    return X, y, [f"f{i}" for i in range(5)]
+
+
+def test_tree_shap_adds_up_to_the_tree_probabilities(data):
+    X, y, names = data
+    s = Surrogate("tree", n_classes=7, max_depth=3).fit(X, y)
+    e = surrogate_explanation(s, X[:20], names)
+    assert e.values.shape == (20, 5, 7) and e.feature_names == names
+    np.testing.assert_allclose(e.values.sum(1) + e.base_values, s.predict_proba(X[:20]), atol=1e-6)
+    assert np.all(e.values[:, :, [1, 3, 5, 6]] == 0)
+    assert global_importance(e)[2:, :].max() < 1e-9  # f2..f4 carry nothing
+
+
+def test_xgboost_shap_adds_up_to_the_margin(data):
+    X, y, names = data
+    s = Surrogate("xgboost", n_classes=7, max_depth=3, n_estimators=20).fit(X, y)
+    e = surrogate_explanation(s, X[:20], names)
+    margin = s.model_.predict(X[:20], output_margin=True)
+    np.testing.assert_allclose((e.values.sum(1) + e.base_values)[:, s.present_], margin, atol=1e-4)
+
+
+def test_logistic_shap_adds_up_to_the_decision_function(data):
+    X, y, names = data
+    s = Surrogate("logistic", n_classes=7, C=1.0).fit(X, y)
+    e = surrogate_explanation(s, X[:20], names, background=X)
+    got = (e.values.sum(1) + e.base_values)[:, s.present_]
+    np.testing.assert_allclose(got, s.model_.decision_function(X[:20]), atol=1e-4)  # log-odds per class
+    with pytest.raises(ValueError, match="background"):
+        surrogate_explanation(s, X[:2], names)
+
+
+def test_shap_explanations_work_in_shap_plots(data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import shap
+
+    X, y, names = data
+    s = Surrogate("tree", n_classes=7, max_depth=3).fit(X, y)
+    e = surrogate_explanation(s, X[:20], names)
+    shap.plots.waterfall(e[0, :, 2], show=False)
+    shap.plots.bar(e[:, :, 2], show=False)
+
+
+def test_rule_path_follows_the_sample_to_its_leaf(data):
+    X, y, names = data
+    s = Surrogate("tree", n_classes=7, max_depth=3).fit(X, y)
+    for i in range(10):
+        lines = rule_path(s, X[i], names)
+        assert lines[-1] == f"→ class {s.predict(X[i:i + 1])[0]}"
+        for ln in lines[:-1]:
+            name, op, thr = ln.split()[:3]
+            v = X[i, names.index(name)]
+            assert (v <= float(thr) + 1e-3) if op == "≤" else (v > float(thr) - 1e-3)
+
+
+def test_concept_region_scores_are_shares_by_declared_region():
+    vals = np.zeros((2, len(CONCEPT_NAMES)))
+    vals[0, CONCEPT_NAMES.index("skin_ita")] = -3.0
+    vals[1, CONCEPT_NAMES.index("hair")] = 1.0
+    vals[1, CONCEPT_NAMES.index("area")] = 1.0
+    sc = concept_region_scores(vals, CONCEPT_NAMES)
+    np.testing.assert_allclose(sc.sum(1), 1.0)
+    assert sc[0, REGIONS.index("skin")] == 1.0
+    assert sc[1, REGIONS.index("artifact")] == sc[1, REGIONS.index("lesion")] == 0.5
+    cnn = concept_region_scores(vals, [f"cnn_{n}" for n in CONCEPT_NAMES])
+    np.testing.assert_allclose(cnn, sc)
