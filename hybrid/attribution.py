@@ -49,8 +49,12 @@ def frozen(model: torch.nn.Module):
 
 
 def _target_grad(model, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """d logit[target] / d inputs for a batch (B, C, H, W); target (B,)."""
-    inputs = inputs.detach().requires_grad_(True)
+    """d logit[target] / d inputs for a batch (B, C, H, W); target (B,). Channels-last on the CPU
+    (measured ~1.7x faster here for this CNN)."""
+    inputs = inputs.detach()
+    if inputs.device.type == "cpu":
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    inputs.requires_grad_(True)
     out = model(inputs)
     sel = out.gather(1, target.view(-1, 1)).sum()
     (g,) = torch.autograd.grad(sel, inputs)
@@ -94,7 +98,7 @@ def _chunks(n: int, per_image: int, max_batch: int):
         yield slice(lo, min(n, lo + step))
 
 
-def gradient(model, x, target, max_batch: int = 1024, **_):
+def gradient(model, x, target, max_batch: int = 256, **_):
     """Vanilla gradient (Simonyan et al. 2014), signed; Captum's Saliency(abs=False)."""
     out = torch.empty_like(x)
     for sl in _chunks(len(x), 1, max_batch):
@@ -103,7 +107,7 @@ def gradient(model, x, target, max_batch: int = 1024, **_):
 
 
 def smoothgrad(model, x, target, n_samples: int = 16, noise: float = 0.15, seed: int = 0,
-               noise_draws: torch.Tensor | None = None, max_batch: int = 1024, **_):
+               noise_draws: torch.Tensor | None = None, max_batch: int = 256, **_):
     """SmoothGrad (Smilkov et al. 2017): mean gradient over inputs + N(0, noise²) (noise in [0, 1]
     image units). `noise_draws` (n_samples, N, C, H, W) replaces the seeded draws."""
     if noise_draws is None:
@@ -126,7 +130,7 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def integrated_gradients(model, x, target, baselines: torch.Tensor | float = 0.0, n_steps: int = 32,
-                         max_batch: int = 1024, **_):
+                         max_batch: int = 256, **_):
     """Integrated Gradients (Sundararajan et al. 2017) on the straight path from `baselines`
     (default black) with an n-step Gauss–Legendre rule, as Captum's default."""
     base = torch.as_tensor(baselines, dtype=x.dtype, device=x.device).expand_as(x)
@@ -143,7 +147,7 @@ def integrated_gradients(model, x, target, baselines: torch.Tensor | float = 0.0
     return out
 
 
-def gradcam(model, x, target, max_batch: int = 1024, **_):
+def gradcam(model, x, target, max_batch: int = 256, **_):
     """Grad-CAM (Selvaraju et al. 2017) on the last convolutional stage, ReLU'd, bilinearly
     upsampled to the input and spread evenly over channels (so the channel sum is the map)."""
     out = torch.empty_like(x)
@@ -177,7 +181,7 @@ def shap_draws(n_images: int, n_samples: int, n_background: int, rseed: int):
 
 
 def expected_gradients(model, x, target, background: torch.Tensor | None = None, n_samples: int = 50,
-                       seed: int = 0, draws=None, max_batch: int = 1024, **_):
+                       seed: int = 0, draws=None, max_batch: int = 256, **_):
     """SHAP values for the CNN by expected gradients (Erion et al. 2021; shap's GradientExplainer):
     mean over (reference r from `background`, α ~ U(0, 1)) of ∇f(r + α(x − r)) · (x − r)."""
     if background is None:

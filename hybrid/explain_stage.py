@@ -59,8 +59,8 @@ class Context:
         self.X_tree, self.tree_names = feature_matrix(self.tables["test"], self.opts["tree"].split("__")[0])
         self.tree_units = [REGISTRY[f.removeprefix("cnn_")].unit if f.removeprefix("cnn_") in REGISTRY else ""
                            for f in self.tree_names]
-        chunk = A.batch_for_memory(self.model, tuple(self.background.shape[1:]), self.opts["memory_mb"])
-        self.max_batch = chunk
+        # ~256 samples per pass was fastest on a 2-core CPU (bench/bench_attribution.py); fewer when RAM is short
+        self.max_batch = min(256, A.batch_for_memory(self.model, tuple(self.background.shape[1:]), self.opts["memory_mb"]))
 
     def _surrogate(self, name: str):
         rel = f"surrogates/{name}.joblib"
