@@ -1,4 +1,4 @@
-"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | verify`. Bad input → one sentence on stderr, exit 2."""
+"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | audit | verify`. Bad input → one sentence on stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -157,6 +157,16 @@ def _faithfulness(args) -> int:
     return 0
 
 
+def _audit(args) -> int:
+    from .artifacts import RunDir
+    from .audit_stage import audit_stage
+
+    run = RunDir.open(args.run)
+    audit_stage(run, args.data_root, {"stamp": args.stamp, "seed": args.seed}, progress=not args.quiet)
+    print((run.path / "audit" / "audit.md").read_text())
+    return 0
+
+
 def _explain_args(e) -> None:
     e.add_argument("run", help="run folder with features and surrogates")
     e.add_argument("--data-root", help="folder with medmnist's npz files")
@@ -212,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     _explain_args(fa)
     fa.add_argument("--n", type=int, default=200, help="test images in the fixed sample")
     fa.set_defaults(func=_faithfulness)
+    au = sub.add_parser("audit", help="shortcut audit, planted-stamp probe, leakage, skin-tone and subgroup metrics")
+    au.add_argument("run", help="run folder with features and surrogates")
+    au.add_argument("--data-root", help="folder with medmnist's npz files")
+    au.add_argument("--stamp", default="ruler", help="artifact drawn for the stamp probe: ruler | dot | patch")
+    au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--quiet", action="store_true", help="no progress bars")
+    au.set_defaults(func=_audit)
     v = sub.add_parser("verify", help="check every file of a run against the sha256 in its manifest")
     v.add_argument("run", help="run folder, e.g. artifacts/runs/default")
     v.set_defaults(func=_verify)

@@ -15,6 +15,11 @@ DEFAULTS: dict = {
         "root": "",  # empty: resolve (see hybrid.data.resolve_root)
         "metadata_root": "",  # empty: ../shared/data/ham10000 when present
         "subset": 0,  # >0: keep the first N images of each split (demos, tests)
+        # planted shortcut (hybrid.shortcut): stamp an artifact on the train images of one class
+        "stamp": {"kind": "",  # "" (off) | ruler | dot | patch
+                  "class": 4,  # the class whose images carry it (DermaMNIST: 4 = melanoma)
+                  "fraction": 0.9,  # share of that class stamped
+                  "fraction_other": 0.05},  # share of every other class stamped
     },
     "model": {"width": 32, "blocks_per_stage": 2, "dropout": 0.2,
               "head": "avg",  # avg: global average pooling | grid: 3×3 layout → linear → ReLU

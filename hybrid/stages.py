@@ -13,6 +13,7 @@ from .backbone import DermaCNN, from_config
 from .data import file_md5, load_dataset
 from .errors import HybridError
 from .metrics import anchors_markdown, classification_report
+from .shortcut import KINDS, plant
 from .train import predict_proba, train_backbone
 
 BACKBONE = "backbone.pt"
@@ -55,8 +56,21 @@ def train_stage(cfg: dict, run: RunDir, data_root=None, progress: bool = True, s
                                 "n": {s: int(len(v.labels)) for s, v in data.splits.items()},
                                 "metadata": data.splits["train"].metadata is not None}
     tr, va, te = data.splits["train"], data.splits["val"], data.splits["test"]
+    train_images = tr.images
+    st = dc["stamp"]
+    if st["kind"]:
+        if st["kind"] not in KINDS:
+            raise HybridError(f"Config: data.stamp.kind '{st['kind']}' is unknown; expected one of {', '.join(KINDS)} "
+                              "(or \"\" for no planted shortcut).")
+        if not 0 <= st["class"] < data.n_classes:
+            raise HybridError(f"Config: data.stamp.class {st['class']} is not a class of {data.flag} (0–{data.n_classes - 1}).")
+        train_images, stamped = plant(tr.images, tr.labels, st["kind"], st["class"], st["fraction"],
+                                      st["fraction_other"], cfg["run"]["seed"])
+        run.write_bytes("stamped_train_index.npy", _npy_bytes(tr.index[stamped]))
+        run.manifest["data"]["stamp"] = {**st, "n_stamped": int(stamped.sum()),
+                                         "n_stamped_class": int((stamped & (tr.labels == st["class"])).sum())}
     with run.stage("train"):
-        model, history, info = train_backbone(tr.images, tr.labels, va.images, va.labels, data.n_classes, cfg,
+        model, history, info = train_backbone(train_images, tr.labels, va.images, va.labels, data.n_classes, cfg,
                                               CheckpointStore(run), progress, stop_after)
         run.write_json("history.json", history)
         if info["epochs_done"] < cfg["train"]["epochs"]:

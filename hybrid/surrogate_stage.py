@@ -15,6 +15,7 @@ from .distill import READABLE_DEPTH, concept_ablation, evaluate, fit_surrogates
 from .errors import HybridError
 from .features import FEATURE_SETS, feature_matrix, fit_concept_probes, probe_predict, probe_r2, split_table
 from .fidelity import FIDELITY_METRICS
+from .shortcut import plant
 from .stages import load_backbone
 
 SPLITS = ("train", "val", "test")
@@ -49,8 +50,13 @@ def features_stage(run: RunDir, data_root=None) -> dict:
     with run.stage("features"):
         data = load_dataset(dc["flag"], dc["size"], data_root or dc["root"] or None, dc["subset"],
                             dc["metadata_root"] or None)
-        tables = {s: split_table(model, data.splits[s].images, data.splits[s].labels, data.splits[s].index)
-                  for s in SPLITS}
+        images = {s: data.splits[s].images for s in SPLITS}
+        st = dc.get("stamp", {})
+        if st.get("kind"):  # a planted-shortcut run: the train split as the CNN saw it
+            tr = data.splits["train"]
+            images["train"] = plant(tr.images, tr.labels, st["kind"], st["class"], st["fraction"], st["fraction_other"],
+                                    cfg["run"]["seed"])[0]
+        tables = {s: split_table(model, images[s], data.splits[s].labels, data.splits[s].index) for s in SPLITS}
         probe = fit_concept_probes(tables["train"]["embeddings"], tables["train"]["concepts"])
         for s in SPLITS:
             tables[s]["cnn_concepts"] = probe_predict(probe, tables[s]["embeddings"]).astype(np.float32)

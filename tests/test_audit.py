@@ -1,0 +1,100 @@
+"""Audits on known answers: stamps land where configured, a corner-only model is flagged, ITA
+strata and leakage counts on hand-made data."""
+import numpy as np
+import pytest
+import torch
+
+from hybrid import attribution as A
+from hybrid import audit as AU
+from hybrid.concepts import region_masks
+from hybrid.shortcut import KINDS, apply_stamp, plant, stamp_mask
+
+
+def _images(n=40, s=28, seed=0):
+    rng = np.random.default_rng(seed)
+    img = np.full((n, s, s, 3), (200, 150, 130), np.uint8)
+    yy, xx = np.mgrid[:s, :s]
+    img[:, np.hypot(yy - 13.5, xx - 13.5) < 6] = (90, 50, 40)
+    return np.clip(img.astype(int) + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stamp_lands_where_and_as_often_as_configured(kind):
+    imgs = _images(200)
+    labels = np.r_[np.full(50, 4), np.zeros(150, int)]
+    out, chosen = plant(imgs, labels, kind, klass=4, fraction=0.9, fraction_other=0.1, seed=3)
+    assert chosen[:50].sum() == 45 and chosen[50:].sum() == 15
+    m = stamp_mask(kind, 28)
+    assert 0 < m.mean() < 0.1 and not m[:14, :14].any()  # bottom-right, small
+    changed = (out != imgs).any(-1)
+    assert not changed[~chosen].any()
+    assert changed[chosen][:, ~m].sum() == 0  # nothing outside the mask moves
+    np.testing.assert_array_equal(plant(imgs, labels, kind, 4, 0.9, 0.1, seed=3)[1], chosen)
+    assert stamp_mask(kind, 64).sum() > m.sum()
+    with pytest.raises(ValueError, match="unknown stamp kind"):
+        apply_stamp(imgs[:1], "sticker")
+
+
+class CornerModel(torch.nn.Module):
+    """Decides from the top-left 6×6 corner only."""
+
+    def forward(self, x):
+        z = 10 * x[:, :, :6, :6].mean((1, 2, 3))
+        return torch.stack([z, -z], 1)
+
+
+class LesionModel(torch.nn.Module):
+    """Decides from the central 10×10 only (where the synthetic lesion is)."""
+
+    def forward(self, x):
+        z = 10 * x[:, :, 9:19, 9:19].mean((1, 2, 3))
+        return torch.stack([z, -z], 1)
+
+
+def test_a_corner_only_model_is_flagged_and_a_lesion_model_is_not():
+    imgs = _images(16)
+    regions = region_masks(imgs)
+    x = A.images_to_tensor(imgs)
+    t = torch.zeros(16, dtype=torch.long)
+    corner = np.zeros((16, 28, 28), bool)
+    corner[:, :6, :6] = True
+    bg = A.images_to_tensor(_images(8, seed=1))
+    verdicts = {}
+    for name, model in (("corner", CornerModel()), ("lesion", LesionModel())):
+        enr, focus = {}, []
+        for m in AU.FLAG_METHODS:
+            kw = {"background": bg, "n_samples": 8} if m == "expected_gradients" else {"n_samples": 4} if m == "smoothgrad" else {}
+            mp = A.to_map(A.attribute(model, x, t, m, **kw), m)
+            enr[m] = float(AU.enrichment(mp, corner).mean())
+            focus.append(AU.region_table(mp, regions)["off_lesion"].mean())
+        verdicts[name] = (AU.shortcut_flag(enr)[0], float(np.mean(focus)))
+    assert verdicts["corner"] == (True, 1.0)  # flagged, and every image is off-lesion
+    assert verdicts["lesion"][0] is False and verdicts["lesion"][1] == 0.0
+
+
+def test_ita_categories_and_age_bands():
+    ita = np.array([-45.0, -30.0, 0.0, 20.0, 35.0, 50.0, 70.0])
+    assert list(AU.ita_category(ita)) == ["dark (< −30°)", "brown (−30–10°)", "brown (−30–10°)", "tan (10–28°)",
+                                          "intermediate (28–41°)", "light (41–55°)", "very light (> 55°)"]
+    assert list(AU.age_band([10, 30, 59, 60, 80, np.nan])) == ["< 30", "30–44", "45–59", "60–74", "≥ 75", "unknown"]
+
+
+def test_leakage_counts_and_group_metrics_on_hand_made_data():
+    train = ["L1", "L2", "L3", "L3"]
+    test = np.array(["L3", "L4", "L1", "L5", "L5"])
+    assert AU.leaked(train, test).tolist() == [True, False, True, False, False]
+    y = np.array([0, 1, 1, 0, 1, 0])
+    proba = np.array([[.9, .1], [.2, .8], [.6, .4], [.7, .3], [.4, .6], [.3, .7]])
+    groups = np.array(["a", "a", "a", "b", "b", "b"])
+    rows = AU.group_metrics(groups, y, proba, sur_pred=np.array([0, 1, 1, 0, 0, 0]), n_boot=20)
+    assert [r["group"] for r in rows] == ["a", "b"] and [r["n"] for r in rows] == [3, 3]
+    assert rows[0]["acc"] == pytest.approx(2 / 3) and rows[1]["acc"] == pytest.approx(2 / 3)
+    assert rows[0]["fidelity"] == pytest.approx(2 / 3) and rows[1]["fidelity"] == pytest.approx(1 / 3)
+    assert rows[0]["auc"] == 1.0
+
+
+def test_shortcut_rule_is_fixed_and_needs_a_method():
+    assert AU.shortcut_flag({"gradient": 5.0, "smoothgrad": 3.0, "expected_gradients": 1.0}) == (True, 3.0)
+    assert AU.shortcut_flag({"gradient": 2.9})[0] is False
+    with pytest.raises(ValueError):
+        AU.shortcut_flag({"gradcam": 9.0})
