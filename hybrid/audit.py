@@ -10,7 +10,7 @@ import numpy as np
 from .concepts import REGIONS
 from .explain import pixel_region_scores
 from .fidelity import bootstrap_fidelity
-from .metrics import accuracy, auc_ovr, bootstrap_ci, expected_calibration_error
+from .metrics import accuracy, bootstrap_ci, expected_calibration_error
 
 # Fixed before any planted-shortcut run (not tuned per run): a model is flagged for a shortcut on
 # an artifact region when, on test images carrying the artifact, the median over these methods of
@@ -59,6 +59,9 @@ def ita_category(ita: np.ndarray) -> np.ndarray:
     return names[np.digitize(ita, bins[1:-1])]
 
 
+AGE_ORDER = ["< 30", "30–44", "45–59", "60–74", "≥ 75", "unknown"]
+
+
 def age_band(age: np.ndarray) -> np.ndarray:
     a = np.asarray(age, float)
     out = np.full(len(a), "unknown", dtype=object)
@@ -67,21 +70,37 @@ def age_band(age: np.ndarray) -> np.ndarray:
     return out.astype(str)
 
 
+ITA_ORDER = ["dark (< −30°)", "brown (−30–10°)", "tan (10–28°)", "intermediate (28–41°)", "light (41–55°)",
+             "very light (> 55°)"]
+
+
+def auc_present(y: np.ndarray, proba: np.ndarray) -> float | None:
+    """Mean one-vs-rest AUC over the classes that occur in y (a small group rarely has all seven);
+    None when fewer than two classes occur."""
+    from sklearn.metrics import roc_auc_score
+
+    ks = [k for k in np.unique(y) if 0 < (y == k).sum() < len(y)]
+    if len(ks) < 1 or len(np.unique(y)) < 2:
+        return None
+    return float(np.mean([roc_auc_score(y == k, proba[:, k]) for k in ks]))
+
+
 def group_metrics(groups: np.ndarray, y: np.ndarray, proba: np.ndarray, sur_pred: np.ndarray | None = None,
-                  n_boot: int = 500, seed: int = 0, min_n: int = 1) -> list[dict]:
-    """Rows per group value: n, ACC with 95% interval, AUC (when ≥ 2 classes are present), ECE,
-    and surrogate fidelity with its interval (when sur_pred is given)."""
+                  n_boot: int = 500, seed: int = 0, min_n: int = 1, order: list | None = None) -> list[dict]:
+    """Rows per group value (in `order` when given, else sorted): n, ACC with 95% interval, AUC over
+    the classes present (auc_present), ECE, and surrogate fidelity with its interval (when sur_pred is given)."""
     rows = []
     cnn_pred = proba.argmax(1)
-    for g in sorted(set(groups.tolist()), key=str):
+    present = set(groups.tolist())
+    keys = [g for g in order if g in present] if order else sorted(present, key=str)
+    for g in keys:
         m = groups == g
         n = int(m.sum())
         if n < min_n:
             continue
         row = {"group": g, "n": n, "acc": accuracy(y[m], proba[m])}
         row["acc_ci95"] = list(bootstrap_ci(y[m], proba[m], accuracy, n_boot, seed)) if n >= 10 else None
-        present = np.unique(y[m])
-        row["auc"] = auc_ovr(y[m], proba[m]) if len(present) >= 2 else None
+        row["auc"] = auc_present(y[m], proba[m])
         row["ece"] = expected_calibration_error(y[m], proba[m])
         if sur_pred is not None:
             row["fidelity"] = float((sur_pred[m] == cnn_pred[m]).mean())
@@ -94,3 +113,62 @@ def group_metrics(groups: np.ndarray, y: np.ndarray, proba: np.ndarray, sur_pred
 def leaked(train_lesions, test_lesions) -> np.ndarray:
     """Boolean (N_test,): the test image's lesion_id also appears in train (the same lesion, another photo)."""
     return np.isin(np.asarray(test_lesions, dtype=str), np.unique(np.asarray(train_lesions, dtype=str)))
+
+
+def skin_tone_shift(images: np.ndarray, masks: np.ndarray, delta_ita: float) -> np.ndarray:
+    """Darken the non-lesion skin by `delta_ita` degrees of ITA, keeping the lesion.
+
+    In CIELAB, ITA = atan((L* − 50) / b*); each skin pixel is rotated about (L* = 50, b* = 0) in
+    the L*–b* plane by −delta_ita, keeping its distance from that point and its a*. uint8 RGB
+    (N, S, S, 3) in and out; delta 0 returns the images unchanged (no colour round trip).
+    """
+    if delta_ita == 0:
+        return np.array(images, copy=True)
+    from skimage.color import lab2rgb, rgb2lab
+
+    n, s = images.shape[:2]
+    lab = rgb2lab(images.reshape(-1, s, 3)).reshape(n, s, s, 3)
+    L, b = lab[..., 0] - 50, lab[..., 2]
+    r = np.hypot(L, b)
+    theta = np.arctan2(L, b) - np.radians(delta_ita)
+    skin = ~masks
+    lab[..., 0] = np.where(skin, 50 + r * np.sin(theta), lab[..., 0])
+    lab[..., 2] = np.where(skin, r * np.cos(theta), lab[..., 2])
+    lab[..., 0] = np.clip(lab[..., 0], 0, 100)
+    rgb = lab2rgb(lab.reshape(-1, s, 3)).reshape(n, s, s, 3)
+    return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def corrupt(images: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.ndarray:
+    """Common corruptions of uint8 RGB images (N, S, S, 3), severity 1–3 (0: unchanged):
+    blur (Gaussian σ = 0.5·severity px), noise (Gaussian, sd 8·severity of 255), brightness
+    (+25·severity of 255), jpeg (quality 60 / 30 / 10)."""
+    if severity == 0:
+        return np.array(images, copy=True)
+    x = images.astype(np.float32)
+    if kind == "blur":
+        from scipy import ndimage
+
+        x = ndimage.gaussian_filter(x, sigma=(0, 0.5 * severity, 0.5 * severity, 0))
+    elif kind == "noise":
+        x = x + np.random.default_rng(seed).normal(0, 8 * severity, x.shape)
+    elif kind == "brightness":
+        x = x + 25 * severity
+    elif kind == "jpeg":
+        import io
+
+        from PIL import Image
+
+        q = {1: 60, 2: 30, 3: 10}[severity]
+        out = []
+        for im in images:
+            buf = io.BytesIO()
+            Image.fromarray(im).save(buf, format="JPEG", quality=q)
+            out.append(np.asarray(Image.open(buf).convert("RGB")))
+        return np.stack(out)
+    else:
+        raise ValueError(f"unknown corruption '{kind}'; expected blur, noise, brightness or jpeg")
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+CORRUPTIONS = ("blur", "noise", "brightness", "jpeg")

@@ -15,6 +15,7 @@ from .concepts import CONCEPT_NAMES, REGIONS, measure_concepts, region_masks
 from .errors import HybridError
 from .explain import global_importance, surrogate_explanation
 from .explain_stage import Context
+from .metrics import expected_calibration_error
 from .plots import gallery_figure
 from .shortcut import KINDS, apply_stamp, stamp_mask
 from .surrogate_stage import _csv
@@ -32,7 +33,7 @@ def _fmt_ci(v, ci) -> str:
 
 
 def _group_md(title: str, rows: list[dict]) -> list[str]:
-    out = [f"### {title}", "", "| group | n | ACC [95% CI] | AUC | ECE | surrogate fidelity [95% CI] |",
+    out = [f"### {title}", "", "| group | n | ACC [95% CI] | AUC (classes present) | ECE ↓ | surrogate fidelity [95% CI] |",
            "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         auc = "–" if r["auc"] is None else f"{r['auc']:.3f}"
@@ -113,7 +114,8 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         meta_tr, meta_te = _metadata(run, "train"), _metadata(run, "test")
         if meta_tr is not None and meta_te is not None:
             leak = AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy())
-            rows = AU.group_metrics(np.where(leak, "shares a lesion with train", "leak-free"), y, proba, sur_pred, o["n_boot"])
+            rows = AU.group_metrics(np.where(leak, "shares a lesion with train", "leak-free"), y, proba, sur_pred, o["n_boot"],
+                                    order=["leak-free", "shares a lesion with train"])
             rows.insert(0, AU.group_metrics(np.full(n, "full test set"), y, proba, sur_pred, o["n_boot"])[0])
             result["leakage"] = {"n_leaked": int(leak.sum()), "n_test": n, "rows": rows}
             md += ["## Lesion-level leakage", "",
@@ -125,21 +127,74 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
             md += ["## Lesion-level leakage", "", "Not available: the run has no HAM10000 metadata (features/*_metadata.csv).", ""]
         ita = te["concepts"][:, CONCEPT_NAMES.index("skin_ita")]
         strata = AU.ita_category(ita)
-        result["skin_tone"] = AU.group_metrics(strata, y, proba, sur_pred, o["n_boot"])
+        result["skin_tone"] = AU.group_metrics(strata, y, proba, sur_pred, o["n_boot"], order=AU.ITA_ORDER)
         md += ["## Skin tone (ITA of the surrounding skin, measured on the image)", "",
                "Counts show how thin the darker strata are in HAM10000; intervals are bootstrap 95%. "
                "ITA measured on 28-px renders under dermoscope lighting is a proxy, not a Fitzpatrick type.", ""]
         md += _group_md("By ITA category", result["skin_tone"])[2:]
         if meta_te is not None:
             result["subgroups"] = {}
-            for col, vals in (("sex", meta_te["sex"].fillna("unknown").astype(str).to_numpy()),
-                              ("age band", AU.age_band(meta_te["age"].to_numpy())),
-                              ("body site", meta_te["localization"].fillna("unknown").astype(str).to_numpy())):
-                result["subgroups"][col] = AU.group_metrics(vals, y, proba, sur_pred, o["n_boot"])
+            for col, vals, order in (("sex", meta_te["sex"].fillna("unknown").astype(str).to_numpy(), None),
+                                     ("age band", AU.age_band(meta_te["age"].to_numpy()), AU.AGE_ORDER),
+                                     ("body site", meta_te["localization"].fillna("unknown").astype(str).to_numpy(), None)):
+                result["subgroups"][col] = AU.group_metrics(vals, y, proba, sur_pred, o["n_boot"], order=order)
                 md += _group_md(f"By {col}", result["subgroups"][col])
+        # 4. controlled shifts: skin tone and common corruptions
+        result["skin_shift"] = [{"delta_ita": d, **shift_metrics(ctx, AU.skin_tone_shift(ctx.test_images, te["masks"], d))}
+                                for d in tqdm(SKIN_STEPS, desc="skin-tone shift", disable=not progress, leave=False)]
+        result["corruptions"] = [{"corruption": k, "severity": sv, **shift_metrics(ctx, AU.corrupt(ctx.test_images, k, sv, o.get("seed", 0)))}
+                                 for k in tqdm(AU.CORRUPTIONS, desc="corruptions", disable=not progress, leave=False)
+                                 for sv in (1, 2, 3)]
+        run.write_bytes("audit/skin_shift.png", shift_figure(result["skin_shift"]))
+        md += shift_markdown(result["skin_shift"], result["corruptions"])
         run.write_json("audit/audit.json", result)
         run.write_text("audit/audit.md", "\n".join(md) + "\n")
     return result
+
+
+SKIN_STEPS = (0, 10, 20, 30, 40)  # degrees of ITA removed from the surrounding skin
+
+
+def shift_metrics(ctx: Context, images: np.ndarray) -> dict:
+    """CNN ACC, AUC (classes present), ECE against the truth and concept-surrogate fidelity to the
+    CNN, on transformed test images (concepts re-measured on them)."""
+    from .train import predict_proba
+
+    y = ctx.tables["test"]["labels"]
+    p = predict_proba(ctx.model, images)
+    sur = ctx.surrogate.predict(_concept_matrix(ctx, measure_concepts(images)))
+    return {"acc": float((p.argmax(1) == y).mean()), "auc": AU.auc_present(y, p),
+            "ece": expected_calibration_error(y, p), "fidelity": float((sur == p.argmax(1)).mean()),
+            "pred_changed": float((p.argmax(1) != ctx.tables["test"]["pred"]).mean())}
+
+
+def shift_markdown(skin: list[dict], corr: list[dict]) -> list[str]:
+    out = ["## Controlled shifts", "",
+           "Skin tone: the surrounding skin is darkened by Δ degrees of ITA in CIELAB, the lesion kept (skin_shift.png). "
+           "Corruptions at three severities (see `hybrid.audit.corrupt`). Concepts are re-measured on the shifted "
+           "images; *predictions changed* is against the CNN on the original images.", "",
+           "| shift | ACC ↑ | AUC ↑ | ECE ↓ | surrogate fidelity ↑ | predictions changed |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in skin:
+        out.append(f"| skin ITA −{r['delta_ita']}° | {r['acc']:.3f} | {r['auc']:.3f} | {r['ece']:.3f} | {r['fidelity']:.3f} | {r['pred_changed']:.1%} |")
+    for r in corr:
+        out.append(f"| {r['corruption']} {r['severity']} | {r['acc']:.3f} | {r['auc']:.3f} | {r['ece']:.3f} | {r['fidelity']:.3f} | {r['pred_changed']:.1%} |")
+    return out + [""]
+
+
+def shift_figure(rows: list[dict]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    from .plots import _png
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    d = [r["delta_ita"] for r in rows]
+    for k, label in (("acc", "CNN accuracy"), ("fidelity", "concept-surrogate fidelity"), ("ece", "CNN ECE (↓)")):
+        ax.plot(d, [r[k] for r in rows], marker="o", label=label)
+    ax.set_xlabel("surrounding skin darkened by Δ ITA (degrees)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("Controlled skin-tone shift (test set)")
+    return _png(fig)
 
 
 def stamp_response(ctx: Context, o: dict, progress: bool) -> dict:

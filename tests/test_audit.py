@@ -98,3 +98,23 @@ def test_shortcut_rule_is_fixed_and_needs_a_method():
     assert AU.shortcut_flag({"gradient": 2.9})[0] is False
     with pytest.raises(ValueError):
         AU.shortcut_flag({"gradcam": 9.0})
+
+
+def test_skin_tone_shift_zero_is_identity_and_darkening_lowers_ita_only_on_skin():
+    from hybrid.concepts import CONCEPT_NAMES, measure_concepts
+
+    imgs = _images(6)
+    _, masks = measure_concepts(imgs, return_masks=True)
+    np.testing.assert_array_equal(AU.skin_tone_shift(imgs, masks, 0), imgs)
+    dark = AU.skin_tone_shift(imgs, masks, 30)
+    ita = CONCEPT_NAMES.index("skin_ita")
+    assert (measure_concepts(dark)[:, ita] < measure_concepts(imgs)[:, ita] - 15).all()
+    np.testing.assert_array_equal(dark[masks], imgs[masks])  # the lesion is kept
+
+
+@pytest.mark.parametrize("kind", AU.CORRUPTIONS)
+def test_corruptions_grow_with_severity(kind):
+    imgs = _images(4)
+    np.testing.assert_array_equal(AU.corrupt(imgs, kind, 0), imgs)
+    d = [np.abs(AU.corrupt(imgs, kind, s).astype(int) - imgs).mean() for s in (1, 2, 3)]
+    assert 0 < d[0] < d[2]

@@ -97,3 +97,16 @@ def test_explain_cli_refuses_bad_input(run, capsys):
     assert main(["explain", str(run), "--index", "1", "--surrogate", "nope__tree"]) == 2
     assert "no surrogate 'nope__tree'" in capsys.readouterr().err
     assert main(["faithfulness", str(run), "--methods", "lime"]) == 2
+
+
+def test_audit_cli(run, capsys):
+    assert main(["audit", str(run), "--quiet", "--stamp", "dot"]) == 0
+    out = capsys.readouterr().out
+    for section in ("Where the CNN looks", "Planted-shortcut probe", "Lesion-level leakage", "Skin tone", "Controlled shifts"):
+        assert section in out
+    res = json.loads((run / "audit/audit.json").read_text())
+    assert res["shortcut"]["kind"] == "dot" and isinstance(res["shortcut"]["flagged"], bool)
+    assert res["skin_shift"][0]["delta_ita"] == 0 and res["skin_shift"][0]["pred_changed"] == 0.0
+    assert res["leakage"]["n_test"] == 600
+    assert main(["audit", str(run), "--stamp", "sticker"]) == 2
+    assert "unknown" in capsys.readouterr().err
