@@ -18,12 +18,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hybrid import audit as AU  # noqa: E402
 
 
 def hybrid(*args: str) -> None:
     cmd = [sys.executable, "-m", "hybrid.cli", *args]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+# Runs seen before rule v2 was fixed (hybrid/audit.py); every other row is held out from its design.
+DESIGN_RUNS = {(0, "ruler"), (1, "ruler")}
+RESULTS = ROOT / "bench" / "results_planted_shortcut"
 
 
 def main() -> int:
@@ -35,9 +43,11 @@ def main() -> int:
     ap.add_argument("--fraction", type=float, default=0.9)
     ap.add_argument("--fraction-other", type=float, default=0.05)
     ap.add_argument("--runs-dir", default="artifacts/runs/bench")
+    ap.add_argument("--reaudit", action="store_true", help="rerun the audit even when one with this stamp exists")
     args = ap.parse_args()
     preset = Path(args.config).stem
-    rows = []
+    store = RESULTS.with_suffix(".json")
+    rows = {(r["seed"], r["kind"], r["model"]): r for r in (json.loads(store.read_text()) if store.exists() else [])}
     for seed in args.seeds:
         for planted in (False, True):
             name = f"{preset}-seed{seed}" + (f"-planted-{args.stamp}" if planted else "")
@@ -49,33 +59,51 @@ def main() -> int:
             if not (run / "surrogates" / "fidelity.json").exists():
                 hybrid("features", str(run))
                 hybrid("surrogates", str(run), "--n-bootstrap", "200")
-            hybrid("audit", str(run), "--stamp", args.stamp, "--seed", str(seed), "--quiet")
-            audit = json.loads((run / "audit" / "audit.json").read_text())
+            audit_file = run / "audit" / "audit.json"
+            if args.reaudit or not audit_file.exists() or json.loads(audit_file.read_text())["shortcut"]["kind"] != args.stamp:
+                hybrid("audit", str(run), "--stamp", args.stamp, "--seed", str(seed), "--quiet")
+            audit = json.loads(audit_file.read_text())
             manifest = json.loads((run / "manifest.json").read_text())
-            rows.append({"seed": seed, "model": "planted" if planted else "clean", **audit["shortcut"],
-                         "n_stamped_train": manifest.get("data", {}).get("stamp", {}).get("n_stamped", 0),
-                         "audit_s": manifest["stages"]["audit"]["wall_s"]})
+            enr = audit["shortcut"]["enrichment"]
+            row = {"seed": seed, "model": "planted" if planted else "clean", **audit["shortcut"],
+                   "flagged_v1": AU.shortcut_flag(enr, AU.FLAG_METHODS_V1)[0], "flagged_v2": AU.shortcut_flag(enr)[0],
+                   "design": (seed, args.stamp) in DESIGN_RUNS,
+                   "n_stamped_train": manifest.get("data", {}).get("stamp", {}).get("n_stamped", 0),
+                   "audit_s": manifest["stages"]["audit"]["wall_s"]}
+            rows[(seed, args.stamp, row["model"])] = row
+    rows = [rows[k] for k in sorted(rows, key=lambda k: (k[1] != "ruler", k[1], k[0], k[2]))]
+    store.write_text(json.dumps(rows, indent=1, default=bool))
+    text = render(rows, args)
+    print(text)
+    RESULTS.with_suffix(".md").write_text(text)
+    return 0
+
+
+def render(rows: list[dict], args) -> str:
+    yes = lambda b: "**yes**" if b else "no"  # noqa: E731
     lines = ["# Planted-shortcut check", "",
-             f"Command: `python bench/planted_shortcut.py --config {args.config} --seeds {' '.join(map(str, args.seeds))} "
-             f"--stamp {args.stamp}`. Planted runs: a '{args.stamp}' stamp on {args.fraction:.0%} of class {args.klass} "
-             f"and {args.fraction_other:.0%} of every other class in train; val and test untouched. Each model is then "
-             f"probed with the same stamp on {rows[0]['n']} test images.", "",
-             "Flag rule (fixed in `hybrid/audit.py` before these runs): median over gradient, SmoothGrad and SHAP "
-             "(expected gradients) of the stamp-region enrichment ≥ 3.", "",
-             "| seed | model | stamped train images | ACC clean | ACC stamped | predictions changed | CNN-majority → target class | "
-             "target-class rate clean → stamped | enrichment (gradient / SmoothGrad / SHAP) | flagged | artifact concepts' SHAP rank | audit s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "Commands: `python bench/planted_shortcut.py --seeds 0 1 --stamp ruler`, then `--seeds 2 --stamp ruler` and "
+             "`--seeds 0 --stamp dot`. Planted runs: the stamp on "
+             f"{args.fraction:.0%} of class {args.klass} (melanoma) and {args.fraction_other:.0%} of every other class in train; "
+             "val and test untouched; the default preset otherwise. Every model, clean or planted, is then probed with "
+             "the same stamp drawn on a fixed sample of test images.", "",
+             f"Rule v1, fixed before any run: flag when the median over gradient, SmoothGrad and SHAP (expected "
+             f"gradients) of the stamp-region enrichment (attribution share ÷ area share) is ≥ {AU.FLAG_ENRICHMENT:g}. "
+             "It missed both planted ruler models of the design runs. Rule v2, fixed after the design runs and before "
+             f"the held-out ones: SHAP (expected gradients) enrichment alone ≥ {AU.FLAG_ENRICHMENT:g} (why: hybrid/audit.py).", "",
+             "| runs | stamp | seed | model | stamped train images | ACC clean | ACC stamped | predictions changed | "
+             "CNN-majority → melanoma | melanoma rate clean → stamped | enrichment: gradient / SmoothGrad / Grad-CAM / SHAP | "
+             "flagged v1 | flagged v2 | artifact concepts' SHAP rank | audit s |",
+             "| --- |" * 1 + " --- |" * 14]
     for r in rows:
         e = r["enrichment"]
-        lines.append(f"| {r['seed']} | {r['model']} | {r['n_stamped_train']} | {r['acc_clean']:.3f} | {r['acc_stamped']:.3f} | "
-                     f"{r['flip_rate']:.1%} | {r['majority_to_target']:.1%} | {r['target_rate_clean']:.1%} → {r['target_rate_stamped']:.1%} | "
-                     + " / ".join(f"{e.get(m, float('nan')):.2f}" for m in ("gradient", "smoothgrad", "expected_gradients"))
-                     + f" | {'**yes**' if r['flagged'] else 'no'} | "
-                     + ", ".join(f"{c} #{k}" for c, k in r["artifact_concept_rank"].items()) + f" | {r['audit_s']:.0f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (ROOT / "bench" / "results_planted_shortcut.md").write_text(text)
-    return 0
+        lines.append(f"| {'design' if r['design'] else 'held out'} | {r['kind']} | {r['seed']} | {r['model']} | {r['n_stamped_train']} | "
+                     f"{r['acc_clean']:.3f} | {r['acc_stamped']:.3f} | {r['flip_rate']:.1%} | {r['majority_to_target']:.1%} | "
+                     f"{r['target_rate_clean']:.1%} → {r['target_rate_stamped']:.1%} | "
+                     + " / ".join(f"{e[m]:.2f}" if m in e else "–" for m in ("gradient", "smoothgrad", "gradcam", "expected_gradients"))
+                     + f" | {yes(r['flagged_v1'])} | {yes(r['flagged_v2'])} | "
+                     + ", ".join(f"{c} #{k}" for c, k in r["artifact_concept_rank"].items()) + f" of {r['n_features']} | {r['audit_s']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -12,11 +12,21 @@ from .explain import pixel_region_scores
 from .fidelity import bootstrap_fidelity
 from .metrics import accuracy, bootstrap_ci, expected_calibration_error
 
-# Fixed before any planted-shortcut run (not tuned per run): a model is flagged for a shortcut on
-# an artifact region when, on test images carrying the artifact, the median over these methods of
-# the mean enrichment (share of positive attribution in the region ÷ the region's area share) is
-# at least FLAG_ENRICHMENT — i.e. the maps are three times denser on the artifact than uniform.
-FLAG_METHODS = ("gradient", "smoothgrad", "expected_gradients")
+# The shortcut rule. A model is flagged for a shortcut on an artifact region when, on test images
+# carrying the artifact, the median over FLAG_METHODS of the mean enrichment (share of positive
+# attribution in the region ÷ the region's area share) is at least FLAG_ENRICHMENT.
+#
+# Rule v1 (fixed before any planted run): FLAG_METHODS = gradient, SmoothGrad, expected gradients.
+# It missed both planted 'ruler' models (seeds 0 and 1; bench/results_planted_shortcut.md): the CNN
+# had learned the ruler (≈45% of its nevi turned melanoma when stamped) and expected gradients put
+# 8.5× and 11.2× uniform density on it, but vanilla gradient and SmoothGrad stayed near 1 — they
+# measure local sensitivity, which is small on a feature the network has already saturated.
+# Rule v2 (fixed 2026-11-23 after those runs, before the held-out runs: seed 2 'ruler', seed 0
+# 'dot'): the same threshold on SHAP for the CNN (expected gradients) alone — an attribution of
+# (input − reference) × gradient, which does credit a saturated feature. Both rules are reported.
+RULE_VERSION = 2
+FLAG_METHODS = ("expected_gradients",)
+FLAG_METHODS_V1 = ("gradient", "smoothgrad", "expected_gradients")
 FLAG_ENRICHMENT = 3.0
 # An image's attention is "mostly off the lesion" when lesion+border hold less positive attribution
 # than their area share (enrichment < 1: a uniform map would do better).
@@ -42,11 +52,11 @@ def enrichment(maps: np.ndarray, region: np.ndarray) -> np.ndarray:
     return mass_share(maps, region) / np.clip(area, 1e-9, None)
 
 
-def shortcut_flag(enrichment_by_method: dict[str, float]) -> tuple[bool, float]:
-    """(flagged, median enrichment over FLAG_METHODS) by the fixed rule above."""
-    vals = [enrichment_by_method[m] for m in FLAG_METHODS if m in enrichment_by_method]
+def shortcut_flag(enrichment_by_method: dict[str, float], methods=FLAG_METHODS) -> tuple[bool, float]:
+    """(flagged, median enrichment over `methods`) by the fixed rule above (v1: methods=FLAG_METHODS_V1)."""
+    vals = [enrichment_by_method[m] for m in methods if m in enrichment_by_method]
     if not vals:
-        raise ValueError(f"the shortcut rule needs maps from at least one of {FLAG_METHODS}")
+        raise ValueError(f"the shortcut rule needs maps from at least one of {methods}")
     med = float(np.median(vals))
     return med >= FLAG_ENRICHMENT, med
 

@@ -61,7 +61,7 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
                                    "shap_samples": o["shap_samples"], "seed": o.get("seed", 0)})
     te, tr = ctx.tables["test"], ctx.tables["train"]
     n = len(te["pred"])
-    result: dict = {"options": o, "rule": {"flag_methods": AU.FLAG_METHODS, "flag_enrichment": AU.FLAG_ENRICHMENT,
+    result: dict = {"options": o, "rule": {"version": AU.RULE_VERSION, "flag_methods": AU.FLAG_METHODS, "flag_enrichment": AU.FLAG_ENRICHMENT,
                                            "lesion_focus_min": AU.LESION_FOCUS_MIN}}
     md = ["# Safety audit", ""]
     with run.stage("audit"):
@@ -221,10 +221,12 @@ def stamp_response(ctx: Context, o: dict, progress: bool) -> dict:
     x = A.images_to_tensor(stamped)
     target = torch.as_tensor(pred_st)
     enr = {}
-    for m in tqdm([m for m in o["methods"] if m in AU.FLAG_METHODS], desc="stamp maps", disable=not progress, leave=False):
+    methods = list(dict.fromkeys([m for m in o["methods"] if m != "random"] + list(AU.FLAG_METHODS)))
+    for m in tqdm(methods, desc="stamp maps", disable=not progress, leave=False):
         mp = A.to_map(A.attribute(ctx.model, x, target, m, **ctx.kwargs(m)), m)
         enr[m] = float(AU.enrichment(mp, mask).mean())
     flagged, med = AU.shortcut_flag(enr)
+    flagged_v1 = AU.shortcut_flag(enr, AU.FLAG_METHODS_V1)[0] if all(m in enr for m in AU.FLAG_METHODS_V1) else None
     conc = measure_concepts(stamped)
     expl = surrogate_explanation(ctx.surrogate, _concept_matrix(ctx, conc), ctx.feature_names, background=ctx.X_train)
     gi = global_importance(expl)[:, target_class]
@@ -237,6 +239,7 @@ def stamp_response(ctx: Context, o: dict, progress: bool) -> dict:
             "target_rate_clean": float((pred_clean == target_class).mean()),
             "target_rate_stamped": float((pred_st == target_class).mean()),
             "stamp_area_share": float(mask[0].mean()), "enrichment": enr, "median_enrichment": med, "flagged": bool(flagged),
+            "flagged_rule_v1": flagged_v1,
             "artifact_concept_rank": ranks, "n_features": len(order)}
 
 
@@ -252,11 +255,14 @@ def shortcut_markdown(s: dict, names) -> list[str]:
     enr = ", ".join(f"{A.LABELS[m]} {v:.2f}" for m, v in s["enrichment"].items())
     ranks = ", ".join(f"{c} #{r}" for c, r in s["artifact_concept_rank"].items())
     return ["## Planted-shortcut probe", "",
-            f"A '{s['kind']}' stamp drawn on {s['n']} test images (fixed sample). Rule, fixed in advance: flag when the median "
-            f"over {', '.join(A.LABELS[m] for m in AU.FLAG_METHODS)} of the stamp-region enrichment (attribution share ÷ "
-            f"area share, {s['stamp_area_share']:.3f} of the image) is ≥ {AU.FLAG_ENRICHMENT:g}.", "",
+            f"A '{s['kind']}' stamp drawn on {s['n']} test images (fixed sample). Rule v{AU.RULE_VERSION}, fixed in advance of "
+            f"the runs it is judged on: flag when the enrichment (attribution share ÷ area share, the stamp covers "
+            f"{s['stamp_area_share']:.3f} of the image) under {', '.join(A.LABELS[m] for m in AU.FLAG_METHODS)} is ≥ "
+            f"{AU.FLAG_ENRICHMENT:g}. Rule v1 (median over {', '.join(A.LABELS[m] for m in AU.FLAG_METHODS_V1)}) missed "
+            "planted models whose shortcut had saturated the gradient; see hybrid/audit.py and "
+            "bench/results_planted_shortcut.md.", "",
             "| ACC clean | ACC stamped | predictions changed | CNN-majority → " + names[s['target_class']] +
-            " | " + names[s['target_class']] + " rate clean → stamped | enrichment on stamp | median | verdict | artifact concepts' SHAP rank |",
+            " | " + names[s['target_class']] + " rate clean → stamped | enrichment on stamp | rule value | verdict | artifact concepts' SHAP rank |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             f"| {s['acc_clean']:.3f} | {s['acc_stamped']:.3f} | {s['flip_rate']:.1%} | {s['majority_to_target']:.1%} | "
             f"{s['target_rate_clean']:.1%} → {s['target_rate_stamped']:.1%} | {enr} | {s['median_enrichment']:.2f} | {verdict} | "

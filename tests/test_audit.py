@@ -62,7 +62,7 @@ def test_a_corner_only_model_is_flagged_and_a_lesion_model_is_not():
     verdicts = {}
     for name, model in (("corner", CornerModel()), ("lesion", LesionModel())):
         enr, focus = {}, []
-        for m in AU.FLAG_METHODS:
+        for m in AU.FLAG_METHODS_V1:
             kw = {"background": bg, "n_samples": 8} if m == "expected_gradients" else {"n_samples": 4} if m == "smoothgrad" else {}
             mp = A.to_map(A.attribute(model, x, t, m, **kw), m)
             enr[m] = float(AU.enrichment(mp, corner).mean())
@@ -94,10 +94,44 @@ def test_leakage_counts_and_group_metrics_on_hand_made_data():
 
 
 def test_shortcut_rule_is_fixed_and_needs_a_method():
-    assert AU.shortcut_flag({"gradient": 5.0, "smoothgrad": 3.0, "expected_gradients": 1.0}) == (True, 3.0)
-    assert AU.shortcut_flag({"gradient": 2.9})[0] is False
+    v1 = AU.FLAG_METHODS_V1
+    assert AU.shortcut_flag({"gradient": 5.0, "smoothgrad": 3.0, "expected_gradients": 1.0}, v1) == (True, 3.0)
+    assert AU.shortcut_flag({"gradient": 1.0, "smoothgrad": 1.0, "expected_gradients": 9.0}) == (True, 9.0)  # v2
+    assert AU.shortcut_flag({"gradient": 9.0, "expected_gradients": 2.9})[0] is False
     with pytest.raises(ValueError):
         AU.shortcut_flag({"gradcam": 9.0})
+
+
+class SaturatedStampModel(torch.nn.Module):
+    """Calls class 0 when the bottom-right stamp region is dark, through a saturating tanh — as a CNN
+    that has fully learned a planted artifact: on a stamped image the gradient there is ~0 — plus a
+    weak linear term on the central lesion."""
+
+    def __init__(self, mask):
+        super().__init__()
+        self.mask = torch.as_tensor(mask, dtype=torch.float32)
+
+    def forward(self, x):
+        dark = 1 - (x * self.mask).sum((1, 2, 3)) / (3 * self.mask.sum())
+        z = 5 * torch.tanh(20 * (dark - 0.5)) + 0.5 * x[:, :, 9:19, 9:19].mean((1, 2, 3))
+        return torch.stack([z, -z], 1)
+
+
+def test_rule_v2_finds_a_saturated_shortcut_that_gradients_miss():
+    """Why the rule moved to SHAP for the CNN (hybrid.audit): gradients see no sensitivity on a
+    saturated artifact, expected gradients credit it."""
+    mask = stamp_mask("ruler", 28)
+    stamped = apply_stamp(_images(16), "ruler")
+    x, t = A.images_to_tensor(stamped), torch.zeros(16, dtype=torch.long)
+    bg = A.images_to_tensor(_images(8, seed=1))  # clean references
+    model = SaturatedStampModel(mask)
+    assert (model(x).argmax(1) == 0).all() and (model(bg).argmax(1) == 1).all()
+    region = np.broadcast_to(mask, (16, 28, 28))
+    enr = {}
+    for m, kw in (("gradient", {}), ("smoothgrad", {"n_samples": 8}), ("expected_gradients", {"background": bg, "n_samples": 16})):
+        enr[m] = float(AU.enrichment(A.to_map(A.attribute(model, x, t, m, **kw), m), region).mean())
+    assert AU.shortcut_flag(enr)[0] is True  # v2: enrichment ≈ 34
+    assert AU.shortcut_flag(enr, AU.FLAG_METHODS_V1)[0] is False  # v1: gradient and SmoothGrad ≈ 0.003
 
 
 def test_skin_tone_shift_zero_is_identity_and_darkening_lowers_ita_only_on_skin():
