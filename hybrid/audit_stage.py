@@ -1,5 +1,5 @@
 """Stage 5 against a run folder: shortcut audit (where the maps fall), planted-stamp response,
-lesion-level leakage, skin-tone strata and HAM10000 subgroups → audit/*.
+lesion-level leakage, skin-tone strata and HAM10000 subgroups; the shifts of hybrid.audit_shift → audit/*.
 """
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from .concepts import CONCEPT_NAMES, REGIONS, measure_concepts, region_masks
 from .errors import HybridError
 from .explain import global_importance, surrogate_explanation
 from .explain_stage import Context
-from .metrics import expected_calibration_error
 from .plots import gallery_figure
+from .audit_shift import (SKIN_STEPS, concept_matrix, external_audit, external_markdown, shift_figure,
+                          shift_markdown, shift_metrics)
+from .external import default_external
 from .shortcut import KINDS, apply_stamp, stamp_mask
 from .surrogate_stage import _csv
 
@@ -59,7 +61,7 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         raise HybridError(f"--stamp '{o['stamp']}' is unknown; expected one of {', '.join(KINDS)}.")
     ctx = Context(run, data_root, {"methods": o["methods"], "smoothgrad_samples": o["smoothgrad_samples"],
                                    "shap_samples": o["shap_samples"], "seed": o.get("seed", 0)})
-    te, tr = ctx.tables["test"], ctx.tables["train"]
+    te = ctx.tables["test"]
     n = len(te["pred"])
     result: dict = {"options": o, "rule": {"version": AU.RULE_VERSION, "flag_methods": AU.FLAG_METHODS, "flag_enrichment": AU.FLAG_ENRICHMENT,
                                            "lesion_focus_min": AU.LESION_FOCUS_MIN}}
@@ -147,54 +149,16 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
                                  for sv in (1, 2, 3)]
         run.write_bytes("audit/skin_shift.png", shift_figure(result["skin_shift"]))
         md += shift_markdown(result["skin_shift"], result["corruptions"])
+        # 5. another clinic and device
+        ext = o.get("external") or default_external("ph2", run.manifest["config"]["data"]["size"])
+        if ext:
+            result["external"] = external_audit(ctx, ext, o.get("external_name") or "ph2", focus, o, progress)
+            md += external_markdown(result["external"], ctx.names)
+        else:
+            md += ["## Another clinic", "", "Not run: no external set given and none at ../shared/data/external/ph2.", ""]
         run.write_json("audit/audit.json", result)
         run.write_text("audit/audit.md", "\n".join(md) + "\n")
     return result
-
-
-SKIN_STEPS = (0, 10, 20, 30, 40)  # degrees of ITA removed from the surrounding skin
-
-
-def shift_metrics(ctx: Context, images: np.ndarray) -> dict:
-    """CNN ACC, AUC (classes present), ECE against the truth and concept-surrogate fidelity to the
-    CNN, on transformed test images (concepts re-measured on them)."""
-    from .train import predict_proba
-
-    y = ctx.tables["test"]["labels"]
-    p = predict_proba(ctx.model, images)
-    sur = ctx.surrogate.predict(_concept_matrix(ctx, measure_concepts(images)))
-    return {"acc": float((p.argmax(1) == y).mean()), "auc": AU.auc_present(y, p),
-            "ece": expected_calibration_error(y, p), "fidelity": float((sur == p.argmax(1)).mean()),
-            "pred_changed": float((p.argmax(1) != ctx.tables["test"]["pred"]).mean())}
-
-
-def shift_markdown(skin: list[dict], corr: list[dict]) -> list[str]:
-    out = ["## Controlled shifts", "",
-           "Skin tone: the surrounding skin is darkened by Δ degrees of ITA in CIELAB, the lesion kept (skin_shift.png). "
-           "Corruptions at three severities (see `hybrid.audit.corrupt`). Concepts are re-measured on the shifted "
-           "images; *predictions changed* is against the CNN on the original images.", "",
-           "| shift | ACC ↑ | AUC ↑ | ECE ↓ | surrogate fidelity ↑ | predictions changed |", "| --- | --- | --- | --- | --- | --- |"]
-    for r in skin:
-        out.append(f"| skin ITA −{r['delta_ita']}° | {r['acc']:.3f} | {r['auc']:.3f} | {r['ece']:.3f} | {r['fidelity']:.3f} | {r['pred_changed']:.1%} |")
-    for r in corr:
-        out.append(f"| {r['corruption']} {r['severity']} | {r['acc']:.3f} | {r['auc']:.3f} | {r['ece']:.3f} | {r['fidelity']:.3f} | {r['pred_changed']:.1%} |")
-    return out + [""]
-
-
-def shift_figure(rows: list[dict]) -> bytes:
-    import matplotlib.pyplot as plt
-
-    from .plots import _png
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    d = [r["delta_ita"] for r in rows]
-    for k, label in (("acc", "CNN accuracy"), ("fidelity", "concept-surrogate fidelity"), ("ece", "CNN ECE (↓)")):
-        ax.plot(d, [r[k] for r in rows], marker="o", label=label)
-    ax.set_xlabel("surrounding skin darkened by Δ ITA (degrees)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("Controlled skin-tone shift (test set)")
-    return _png(fig)
 
 
 def stamp_response(ctx: Context, o: dict, progress: bool) -> dict:
@@ -228,7 +192,7 @@ def stamp_response(ctx: Context, o: dict, progress: bool) -> dict:
     flagged, med = AU.shortcut_flag(enr)
     flagged_v1 = AU.shortcut_flag(enr, AU.FLAG_METHODS_V1)[0] if all(m in enr for m in AU.FLAG_METHODS_V1) else None
     conc = measure_concepts(stamped)
-    expl = surrogate_explanation(ctx.surrogate, _concept_matrix(ctx, conc), ctx.feature_names, background=ctx.X_train)
+    expl = surrogate_explanation(ctx.surrogate, concept_matrix(ctx, conc), ctx.feature_names, background=ctx.X_train)
     gi = global_importance(expl)[:, target_class]
     order = list(np.array(ctx.feature_names)[np.argsort(-gi)])
     ranks = {c: order.index(c) + 1 for c in ARTIFACT_CONCEPTS if c in order}
@@ -241,13 +205,6 @@ def stamp_response(ctx: Context, o: dict, progress: bool) -> dict:
             "stamp_area_share": float(mask[0].mean()), "enrichment": enr, "median_enrichment": med, "flagged": bool(flagged),
             "flagged_rule_v1": flagged_v1,
             "artifact_concept_rank": ranks, "n_features": len(order)}
-
-
-def _concept_matrix(ctx: Context, concepts: np.ndarray) -> np.ndarray:
-    fs = ctx.opts["surrogate"].split("__")[0]
-    if fs != "concepts":
-        raise HybridError(f"The stamp audit reads a surrogate on measured concepts; got '{ctx.opts['surrogate']}'.")
-    return concepts
 
 
 def shortcut_markdown(s: dict, names) -> list[str]:

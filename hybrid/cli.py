@@ -1,8 +1,9 @@
-"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | audit | verify`. Bad input → one sentence on stderr, exit 2."""
+"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | audit | evaluate | verify`. Bad input → one sentence on stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import HybridError
 
@@ -162,8 +163,25 @@ def _audit(args) -> int:
     from .audit_stage import audit_stage
 
     run = RunDir.open(args.run)
-    audit_stage(run, args.data_root, {"stamp": args.stamp, "seed": args.seed}, progress=not args.quiet)
+    opts = {"stamp": args.stamp, "seed": args.seed, "n_boot": args.n_bootstrap, "external": args.external}
+    audit_stage(run, args.data_root, opts, progress=not args.quiet)
     print((run.path / "audit" / "audit.md").read_text())
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .artifacts import RunDir
+    from .errors import HybridError
+    from .evaluate_stage import evaluate_stage
+    from .external import default_external
+
+    run = RunDir.open(args.run)
+    path = args.external or default_external("ph2", run.manifest["config"]["data"]["size"])
+    if path is None:
+        raise HybridError("No external set given and none found at ../shared/data/external/ph2; pass --external PATH.npz.")
+    name = args.name or Path(path).stem
+    evaluate_stage(run, path, name, args.sensitivity, args.n_bootstrap)
+    print((run.path / "evaluate" / f"{name}.md").read_text())
     return 0
 
 
@@ -227,8 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--data-root", help="folder with medmnist's npz files")
     au.add_argument("--stamp", default="ruler", help="artifact drawn for the stamp probe: ruler | dot | patch")
     au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--n-bootstrap", type=int, default=500, help="resamples for every interval")
+    au.add_argument("--external", help="external set for the other-clinic audit (default: ../shared/data/external/ph2)")
     au.add_argument("--quiet", action="store_true", help="no progress bars")
     au.set_defaults(func=_audit)
+    ev = sub.add_parser("evaluate", help="external set: melanoma operating point, calibration, surrogate fidelity")
+    ev.add_argument("run", help="run folder with features and surrogates")
+    ev.add_argument("--external", help="npz with test_images (N,S,S,3) uint8 and test_labels (N,1); "
+                                       "default: ../shared/data/external/ph2 at the run's image size")
+    ev.add_argument("--name", help="name of the set in the report (default: the file's stem)")
+    ev.add_argument("--sensitivity", type=float, help="target melanoma sensitivity on val (default: config, 0.80)")
+    ev.add_argument("--n-bootstrap", type=int, default=1000)
+    ev.set_defaults(func=_evaluate)
     v = sub.add_parser("verify", help="check every file of a run against the sha256 in its manifest")
     v.add_argument("run", help="run folder, e.g. artifacts/runs/default")
     v.set_defaults(func=_verify)

@@ -41,6 +41,10 @@ DEFAULTS: dict = {
         "eval_batch_size": 512,
     },
     "metrics": {"n_bootstrap": 1000, "ece_bins": 15},
+    # the clinical operating point (hybrid.operating): temperature and threshold fitted on val only
+    "operating_point": {"positive_class": 4,  # DermaMNIST: 4 = melanoma
+                        "negative_class": 5,  # 5 = melanocytic nevus (the binary mel-vs-nv view)
+                        "target_sensitivity": 0.80},
 }
 
 

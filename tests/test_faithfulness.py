@@ -1,6 +1,5 @@
 """Faithfulness metrics and region maps on cases with a known answer."""
 import numpy as np
-import pytest
 import torch
 from scipy.stats import spearmanr
 

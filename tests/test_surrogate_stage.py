@@ -100,13 +100,41 @@ def test_explain_cli_refuses_bad_input(run, capsys):
 
 
 def test_audit_cli(run, capsys):
-    assert main(["audit", str(run), "--quiet", "--stamp", "dot"]) == 0
+    assert main(["audit", str(run), "--quiet", "--stamp", "dot", "--n-bootstrap", "20"]) == 0
     out = capsys.readouterr().out
-    for section in ("Where the CNN looks", "Planted-shortcut probe", "Lesion-level leakage", "Skin tone", "Controlled shifts"):
+    for section in ("Where the CNN looks", "Planted-shortcut probe", "Lesion-level leakage", "Skin tone", "Controlled shifts",
+                    "Another clinic and device: ph2"):
         assert section in out
     res = json.loads((run / "audit/audit.json").read_text())
     assert res["shortcut"]["kind"] == "dot" and isinstance(res["shortcut"]["flagged"], bool)
     assert res["skin_shift"][0]["delta_ita"] == 0 and res["skin_shift"][0]["pred_changed"] == 0.0
     assert res["leakage"]["n_test"] == 600
+    ext = res["external"]
+    assert ext["sets"]["ph2"]["n"] == 200 and ext["sets"]["ph2"]["binary"]["n_positive"] == 40
+    shares = ext["regions"]["gradient"]["ph2"]
+    assert sum(shares[r] for r in ("lesion", "border", "skin", "corners", "artifact")) == pytest.approx(1, abs=1e-6)
     assert main(["audit", str(run), "--stamp", "sticker"]) == 2
     assert "unknown" in capsys.readouterr().err
+
+
+def test_evaluate_cli_on_ph2_and_bad_input(run, capsys, tmp_path):
+    assert main(["evaluate", str(run), "--n-bootstrap", "20"]) == 0  # default: the shared PH2 copy
+    out = capsys.readouterr().out
+    assert "| images (of which melanoma / melanocytic nevi) |" in out and "200 (40 / 160)" in out
+    res = json.loads((run / "evaluate/ph2_28.json").read_text())
+    op = res["operating_point"]
+    assert op["val_sensitivity"] >= op["target_sensitivity"] and op["temperature"] > 0
+    te, ext = res["sets"]["DermaMNIST test"], res["sets"]["ph2_28"]
+    assert te["n"] == 600 and ext["n"] == 200 and sum(map(sum, ext["confusion"]["counts"])) == 200
+    assert set(ext["fidelity"]) >= {"concepts__tree", "embeddings__logistic"}
+    # the same run, the same numbers: the operating point is deterministic
+    assert main(["evaluate", str(run), "--n-bootstrap", "20", "--name", "again"]) == 0
+    again = json.loads((run / "evaluate/again.json").read_text())
+    assert again["operating_point"] == op and again["sets"]["again"]["binary"] == ext["binary"]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, test_images=np.zeros((3, 28, 28, 3), np.uint8), test_labels=np.array([[1], [9], [2]]))
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--external", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npz" in err and "expected labels 0–6" in err and "Traceback" not in err
+    assert not (run / "evaluate/bad.json").exists()

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
 from hybrid.augment import augment, dihedral_views

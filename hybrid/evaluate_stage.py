@@ -1,0 +1,155 @@
+"""Evaluate a run on an external image set, beside DermaMNIST test and its leak-free subset.
+
+The temperature and the melanoma threshold come from the validation split only (hybrid.operating);
+the external set is never used to fit or choose anything. Writes evaluate/<name>.{json,md}.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import audit as AU
+from .artifacts import RunDir, sha256
+from .config import DEFAULTS
+from .data import class_names
+from .errors import HybridError
+from .external import load_external
+from .features import feature_matrix, probe_predict, split_table
+from .fidelity import bootstrap_fidelity
+from .metrics import confusion, expected_calibration_error
+from .operating import binary_view, calibrate, fit_temperature, threshold_for_sensitivity
+from .stages import load_backbone
+from .surrogate_stage import load_joblib, load_tables
+
+
+def operating_point(run: RunDir, tables: dict, target_sensitivity: float | None = None) -> dict:
+    """Temperature and melanoma threshold fitted on the run's validation table."""
+    op = {**DEFAULTS["operating_point"], **run.manifest["config"].get("operating_point", {})}
+    if target_sensitivity is not None:
+        op["target_sensitivity"] = float(target_sensitivity)
+    va = tables["val"]
+    t = fit_temperature(va["proba"], va["labels"])
+    p = calibrate(va["proba"], t)
+    pos, neg = op["positive_class"], op["negative_class"]
+    thr = threshold_for_sensitivity(p[:, pos], va["labels"] == pos, op["target_sensitivity"])
+    val = binary_view(p, va["labels"], thr, pos, neg, n_boot=0)
+    return {**op, "temperature": t, "threshold": thr, "val_sensitivity": val["sensitivity"],
+            "val_specificity": val["specificity"], "val_ece_raw": expected_calibration_error(va["labels"], va["proba"]),
+            "val_ece_calibrated": expected_calibration_error(va["labels"], p)}
+
+
+def surrogate_predictions(run: RunDir, table: dict) -> dict[str, np.ndarray]:
+    """Every fitted surrogate of the run (not the trivial one) applied to one split table."""
+    out = {}
+    for rel in sorted(run.manifest["files"]):
+        m = re.fullmatch(r"surrogates/(.+)__(.+)\.joblib", rel)
+        if m:
+            out[f"{m[1]}__{m[2]}"] = load_joblib(run, rel).predict(feature_matrix(table, m[1])[0])
+    return out
+
+
+def set_metrics(proba: np.ndarray, y: np.ndarray, op: dict, surrogates: dict[str, np.ndarray],
+                n_boot: int = 1000, seed: int = 0) -> dict:
+    """Headline numbers of one image set: raw CNN probabilities in, calibrated with op's temperature."""
+    cal = calibrate(proba, op["temperature"])
+    pred = proba.argmax(1)
+    present = sorted(int(k) for k in np.unique(y))
+    cols = sorted(set(present) | set(int(k) for k in np.unique(pred)))
+    cm = confusion(y, pred, proba.shape[1])
+    out = {"n": int(len(y)), "classes_present": present, "acc": float((pred == y).mean()),
+           "auc_classes_present": AU.auc_present(y, proba),
+           "ece_raw": expected_calibration_error(y, proba), "ece_calibrated": expected_calibration_error(y, cal),
+           "binary": binary_view(cal, y, op["threshold"], op["positive_class"], op["negative_class"], n_boot, seed),
+           "confusion": {"rows_true": present, "cols_pred": cols, "counts": cm[np.ix_(present, cols)].tolist()},
+           "fidelity": {}}
+    for name, sp in surrogates.items():
+        out["fidelity"][name] = {"fidelity": float((sp == pred).mean()),
+                                 "ci95": bootstrap_fidelity(pred, sp, n_boot, seed)["fidelity_ci95"] if n_boot else None}
+    return out
+
+
+def external_table(run: RunDir, model, path, n_classes: int) -> dict:
+    """A feature table (hybrid.features.split_table + CNN concepts) for an external npz."""
+    size = run.manifest["config"]["data"]["size"]
+    images, labels = load_external(path, size, n_classes)
+    table = split_table(model, images, labels, np.arange(len(labels)))
+    probe = load_joblib(run, "features/concept_probe.joblib")
+    table["cnn_concepts"] = probe_predict(probe, table["embeddings"]).astype(np.float32)
+    table["images"] = images
+    return table
+
+
+def evaluate_stage(run: RunDir, path, name: str, target_sensitivity: float | None = None,
+                   n_boot: int = 1000) -> dict:
+    """Operating point from val; metrics on DermaMNIST test, its leak-free part and the external set."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise HybridError(f"--name '{name}' must be letters, digits, '.', '_' or '-' (it names evaluate/{name}.json).")
+    from .audit_stage import _metadata
+
+    model, _ = load_backbone(run)
+    tables = load_tables(run)
+    names = class_names(run.manifest["config"]["data"]["flag"])
+    ext = external_table(run, model, path, len(names))
+    with run.stage(f"evaluate_{name}"):
+        op = operating_point(run, tables, target_sensitivity)
+        te = tables["test"]
+        sur_te, sur_ext = surrogate_predictions(run, te), surrogate_predictions(run, ext)
+        seed = run.manifest["config"]["run"]["seed"]
+        sets = {"DermaMNIST test": set_metrics(te["proba"], te["labels"], op, sur_te, n_boot, seed)}
+        meta_tr, meta_te = _metadata(run, "train"), _metadata(run, "test")
+        if meta_tr is not None and meta_te is not None:
+            free = ~AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy())
+            sets["DermaMNIST test, leak-free"] = set_metrics(te["proba"][free], te["labels"][free], op,
+                                                             {k: v[free] for k, v in sur_te.items()}, n_boot, seed)
+        sets[name] = set_metrics(ext["proba"], ext["labels"], op, sur_ext, n_boot, seed)
+        result = {"name": name, "path": str(path), "sha256": sha256(path), "operating_point": op, "sets": sets,
+                  "class_names": names}
+        run.write_json(f"evaluate/{name}.json", result)
+        run.write_text(f"evaluate/{name}.md", evaluate_markdown(result))
+    return result
+
+
+def _ci(v, ci, pct=False) -> str:
+    if v is None:
+        return "–"
+    f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
+    return f(v) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+
+
+def evaluate_markdown(r: dict) -> str:
+    op, sets, names = r["operating_point"], r["sets"], r["class_names"]
+    pos, neg = names[op["positive_class"]], names[op["negative_class"]]
+    cols = list(sets)
+    lines = [f"# External evaluation: {r['name']}", "",
+             f"`{r['path']}` (sha256 {r['sha256'][:12]}…). Evaluation only — nothing was fitted or chosen on it.", "",
+             f"Operating point, fitted on validation only: temperature T = {op['temperature']:.3f} (val ECE "
+             f"{op['val_ece_raw']:.3f} → {op['val_ece_calibrated']:.3f}); call *{pos}* when calibrated p ≥ "
+             f"{op['threshold']:.3f}, the highest threshold with validation sensitivity ≥ {op['target_sensitivity']:.0%} "
+             f"(val: sensitivity {op['val_sensitivity']:.1%}, specificity vs {neg} {op['val_specificity']:.1%}).", "",
+             f"Binary rows: images whose true class is {pos} or {neg}; score = calibrated p({pos}). "
+             "Intervals: bootstrap 95%.", "",
+             "| metric | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+
+    def row(label, fn):
+        lines.append(f"| {label} | " + " | ".join(fn(sets[c]) for c in cols) + " |")
+
+    row("images (of which " + pos + " / " + neg + ")",
+        lambda s: f"{s['n']} ({s['binary']['n_positive']} / {s['binary']['n_negative']})")
+    row(f"{pos}-vs-{neg} AUC ↑", lambda s: _ci(s["binary"]["auc"], s["binary"]["auc_ci95"]))
+    row("sensitivity at the operating point ↑", lambda s: _ci(s["binary"]["sensitivity"], s["binary"]["sensitivity_ci95"], True))
+    row("specificity at the operating point ↑", lambda s: _ci(s["binary"]["specificity"], s["binary"]["specificity_ci95"], True))
+    row("sensitivity at argmax ↑", lambda s: _ci(s["binary"]["sensitivity_argmax"], s["binary"]["sensitivity_argmax_ci95"], True))
+    row("specificity at argmax ↑", lambda s: _ci(s["binary"]["specificity_argmax"], s["binary"]["specificity_argmax_ci95"], True))
+    row("7-way accuracy ↑", lambda s: f"{s['acc']:.3f}")
+    row("AUC over classes present ↑", lambda s: "–" if s["auc_classes_present"] is None else f"{s['auc_classes_present']:.3f}")
+    row("ECE raw → calibrated ↓", lambda s: f"{s['ece_raw']:.3f} → {s['ece_calibrated']:.3f}")
+    for k in sets[cols[0]]["fidelity"]:
+        row(f"fidelity {k} ↑", lambda s, k=k: _ci(s["fidelity"][k]["fidelity"], s["fidelity"][k]["ci95"]))
+    c = sets[r["name"]]["confusion"]
+    lines += ["", f"Confusion on {r['name']} (rows: true class; columns: CNN argmax, classes true or predicted there):", "",
+              "| true \\ predicted | " + " | ".join(names[k] for k in c["cols_pred"]) + " |",
+              "| --- |" + " --- |" * len(c["cols_pred"])]
+    for k, counts in zip(c["rows_true"], c["counts"]):
+        lines.append(f"| {names[k]} | " + " | ".join(str(v) for v in counts) + " |")
+    return "\n".join(lines) + "\n"
