@@ -19,8 +19,9 @@ def _rand(g: torch.Generator, n: int, device) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, g: torch.Generator, flip: bool = True, rot90: bool = True,
-            crop_pad: int = 0, jitter: float = 0.0) -> torch.Tensor:
-    """Random flips, 90° rotations, reflect-pad-and-crop shifts and brightness/contrast/saturation jitter.
+            crop_pad: int = 0, jitter: float = 0.0, acquisition: float = 0.0) -> torch.Tensor:
+    """Random flips, 90° rotations, reflect-pad-and-crop shifts, brightness/contrast/saturation jitter
+    and (acquisition > 0) the camera and dermoscope changes of `acquisition_shift`.
 
     x: (B, C, S, S) float in [0, 1]. All randomness comes from `g` (CPU generator), so a run is
     reproducible and resumable epoch by epoch.
@@ -58,7 +59,43 @@ def augment(x: torch.Tensor, g: torch.Generator, flip: bool = True, rot90: bool 
             gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
             x = (x - gray) * factor() + gray  # saturation
         x = x.clamp_(0, 1)
+    if acquisition > 0:
+        x = acquisition_shift(x, g, acquisition)
     return x.contiguous()
+
+
+def acquisition_shift(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+    """Random changes of camera and dermoscope, for robustness to another clinic (hybrid issue 7).
+
+    Per image, with `strength` a in (0, 1]: a colour cast (per-channel gain 1 ± a), a gamma
+    exp(± a), zoom in or out by up to ± a/2 (reflected borders), with probability 1/2 a blur
+    (a blend of up to 100% with a 3×3 box blur), and with probability 1/3 a dark round vignette
+    like a contact dermoscope's (radius 0.75–1.25 of the half-side, outside kept at 0–30%).
+    x: (B, C, S, S) float in [0, 1]; all randomness from `g`.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+
+    def u(*shape):  # uniform in [-1, 1]
+        return (2 * torch.rand(*shape, generator=g) - 1).to(dev)
+
+    x = x * (1 + strength * u(b, c, 1, 1))
+    x = x.clamp(1e-4, 1).pow(torch.exp(strength * u(b, 1, 1, 1)))
+    scale = 1 + 0.5 * strength * u(b)
+    theta = torch.zeros(b, 2, 3, device=dev)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    grid = F.affine_grid(theta, (b, c, h, w), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    blur = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    wgt = (_rand(g, b, dev) * (_rand(g, b, dev) < 0.5))[:, None, None, None]
+    x = x * (1 - wgt) + blur * wgt
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=dev), torch.linspace(-1, 1, w, device=dev), indexing="ij")
+    radius = (1 + 0.25 * u(b))[:, None, None]
+    inside = torch.sigmoid((radius - torch.hypot(yy, xx)[None]) * 12)[:, None]  # soft edge
+    floor = (0.3 * _rand(g, b, dev))[:, None, None, None]
+    vig = (_rand(g, b, dev) < 1 / 3)[:, None, None, None]
+    x = torch.where(vig, x * (floor + (1 - floor) * inside), x)
+    return x.clamp(0, 1)
 
 
 def dihedral_views(x: torch.Tensor):

@@ -38,24 +38,35 @@ def n_stages_for(image_size: int) -> int:
     return n
 
 
+def shades_of_gray(x: torch.Tensor, p: int = 6) -> torch.Tensor:
+    """Colour constancy (Finlayson & Trezzi 2004): (B, C, S, S) in [0, 1] → the same images under a
+    grey illuminant. The illuminant per channel is the Minkowski p-mean of the image; each channel is
+    scaled so the illuminant becomes grey at the same mean level. Differentiable, so attributions
+    see it as part of the model."""
+    e = x.clamp_min(1e-6).pow(p).mean((2, 3), keepdim=True).pow(1.0 / p)  # (B, C, 1, 1)
+    return (x * (e.mean(1, keepdim=True) / e)).clamp(0, 1)
+
+
 class DermaCNN(nn.Module):
     """Residual CNN: stem → stages of ResBlocks (width doubles, resolution halves) → pooled embedding → linear head.
 
     forward(x) → logits (B, n_classes); embed(x) → (B, embed_dim); features(x) → last feature map
     (B, feature_channels, h, w) for Grad-CAM. head='avg' pools globally (embed_dim = channels);
     head='grid' keeps a 3×3 layout and projects it to embed_dim with a ReLU layer. A concept head (Linear embed_dim → n_concepts) can be
-    attached with `attach_concept_head`; `concepts(x)` then returns its scores.
+    attached with `attach_concept_head`; `concepts(x)` then returns its scores. colour_constancy=p > 0
+    applies Shades of Gray with Minkowski norm p to every input, in training and at test time alike.
     """
 
     def __init__(self, n_classes: int = 7, in_channels: int = 3, image_size: int = 28,
                  width: int = 32, blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg",
-                 embed_dim: int = 256):
+                 embed_dim: int = 256, colour_constancy: int = 0):
         super().__init__()
         if head not in ("avg", "grid"):
             raise ValueError(f"head must be 'avg' or 'grid', got {head!r}")
         self.config = dict(n_classes=n_classes, in_channels=in_channels, image_size=image_size,
                            width=width, blocks_per_stage=blocks_per_stage, dropout=dropout, head=head,
-                           embed_dim=embed_dim)
+                           embed_dim=embed_dim, colour_constancy=colour_constancy)
+        self.colour_constancy = colour_constancy
         self.register_buffer("mean", torch.full((1, in_channels, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, in_channels, 1, 1), 0.25))
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
@@ -83,8 +94,12 @@ class DermaCNN(nn.Module):
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view_as(self.mean))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32).view_as(self.std))
 
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network sees of an image in [0, 1]: colour-corrected when configured."""
+        return shades_of_gray(x, self.colour_constancy) if self.colour_constancy else x
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem((x - self.mean) / self.std))
+        return self.stages(self.stem((self.preprocess(x) - self.mean) / self.std))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x))
@@ -104,14 +119,15 @@ class DermaCNN(nn.Module):
 
 
 def build_backbone(n_classes: int, in_channels: int, image_size: int, width: int = 32,
-                   blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg", embed_dim: int = 256) -> DermaCNN:
-    return DermaCNN(n_classes, in_channels, image_size, width, blocks_per_stage, dropout, head, embed_dim)
+                   blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg", embed_dim: int = 256,
+                   colour_constancy: int = 0) -> DermaCNN:
+    return DermaCNN(n_classes, in_channels, image_size, width, blocks_per_stage, dropout, head, embed_dim, colour_constancy)
 
 
 def from_config(c: dict) -> DermaCNN:
     """Rebuild a backbone from its saved `config` dict."""
     return DermaCNN(c["n_classes"], c["in_channels"], c["image_size"], c["width"], c["blocks_per_stage"],
-                    c["dropout"], c.get("head", "avg"), c.get("embed_dim", 256))
+                    c["dropout"], c.get("head", "avg"), c.get("embed_dim", 256), c.get("colour_constancy", 0))
 
 
 def n_parameters(model: nn.Module) -> int:

@@ -23,7 +23,8 @@ DEFAULTS: dict = {
     },
     "model": {"width": 32, "blocks_per_stage": 2, "dropout": 0.2,
               "head": "avg",  # avg: global average pooling | grid: 3×3 layout → linear → ReLU
-              "embed_dim": 256},  # embedding size of the grid head
+              "embed_dim": 256,  # embedding size of the grid head
+              "colour_constancy": 0},  # >0: Shades of Gray with this Minkowski norm (6), at train and test time
     "train": {
         "epochs": 30,
         "batch_size": 128,
@@ -33,7 +34,8 @@ DEFAULTS: dict = {
         "class_weight": "sqrt",  # none | sqrt | balanced: loss weight ∝ freq^-0 / ^-0.5 / ^-1
         "ema_decay": 0.0,  # >0: evaluate and keep an exponential moving average of weights
         "mixup_alpha": 0.0,  # >0: mixup with Beta(alpha, alpha) mixing weights
-        "augment": {"flip": True, "rot90": True, "crop_pad": 2, "jitter": 0.1},
+        "augment": {"flip": True, "rot90": True, "crop_pad": 2, "jitter": 0.1,
+                    "acquisition": 0.0},  # >0: camera/dermoscope shift strength (hybrid.augment.acquisition_shift)
         "tta": True,  # average the 8 flips/rotations at evaluation
         "device": "auto",  # auto | cpu | cuda | mps
         "amp": True,  # mixed precision, used on CUDA only

@@ -74,6 +74,19 @@ def embed(model, images_u8: np.ndarray, batch_size: int = 512, device="cpu") -> 
     return np.concatenate(out)
 
 
+def channel_stats(model, images_u8: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (+1e-6) of what the network sees — images in [0, 1] after
+    model.preprocess — accumulated over batches so large inputs never sit in memory at once."""
+    s = sq = 0.0
+    n = 0
+    with torch.no_grad():
+        for i in range(0, len(images_u8), batch):
+            x = model.preprocess(to_float(torch.from_numpy(images_u8[i:i + batch]))).double()
+            s, sq, n = s + x.sum((0, 2, 3)), sq + (x * x).sum((0, 2, 3)), n + x[:, 0].numel()
+    mean = s / n
+    return mean.numpy(), ((sq / n - mean * mean).clamp_min(0).sqrt() + 1e-6).numpy()
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
@@ -130,9 +143,8 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     np.random.seed(seed)
     size, channels = train_x.shape[1], train_x.shape[-1]
     model = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"],
-                           mc["head"], mc["embed_dim"])
-    xf = train_x.reshape(-1, channels).astype(np.float64) / 255.0
-    model.set_normalization(xf.mean(0), xf.std(0) + 1e-6)
+                           mc["head"], mc["embed_dim"], mc["colour_constancy"])
+    model.set_normalization(*channel_stats(model, train_x))
     model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -173,7 +185,8 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
                    disable=None if progress else True, unit="batch")
         for s in bar:
             idx = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
-            x = augment(to_float(images[idx]), g, aug["flip"], aug["rot90"], aug["crop_pad"], aug["jitter"])
+            x = augment(to_float(images[idx]), g, aug["flip"], aug["rot90"], aug["crop_pad"], aug["jitter"],
+                        aug["acquisition"])
             y = labels[idx]
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -215,7 +228,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             "history": history, "best": best,
         })
     final = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"],
-                           mc["head"], mc["embed_dim"])
+                           mc["head"], mc["embed_dim"], mc["colour_constancy"])
     final.load_state_dict(best["state"] if best["state"] is not None else model.state_dict())
     final.eval()
     info = {"best_epoch": best["epoch"], "best_val_auc": best["auc"], "device": str(device),

@@ -87,3 +87,28 @@ def test_augment_only_moves_pixels_without_jitter():
     assert not torch.equal(x, y)
     views = list(dihedral_views(x[:1]))
     assert len(views) == 8 and len({v.numpy().tobytes() for v in views}) == 8
+
+
+def test_shades_of_gray_removes_a_colour_cast_and_keeps_grey_images():
+    from hybrid.backbone import DermaCNN, shades_of_gray
+
+    grey = torch.rand(4, 1, 28, 28).expand(4, 3, 28, 28) * 0.8
+    assert torch.allclose(shades_of_gray(grey), grey, atol=1e-6)  # a grey illuminant stays put
+    cast = grey * torch.tensor([1.0, 0.8, 0.6]).view(1, 3, 1, 1)  # a warm (yellow-red) illuminant
+    fixed = shades_of_gray(cast)
+    e = fixed.pow(6).mean((2, 3)).pow(1 / 6)
+    assert torch.allclose(e, e.mean(1, keepdim=True).expand_as(e), rtol=1e-4)  # illuminant now grey
+    assert torch.allclose(shades_of_gray(cast), shades_of_gray(cast * 0.9 / 0.9))
+    model = DermaCNN(colour_constancy=6).eval()  # the model applies it to every input, test time too
+    assert torch.allclose(model(cast), model(grey * 0.8), atol=1e-4)
+
+
+def test_acquisition_shift_is_seeded_bounded_and_off_at_zero():
+    from hybrid.augment import acquisition_shift
+
+    x = torch.rand(32, 3, 28, 28)
+    a = acquisition_shift(x, torch.Generator().manual_seed(0), 0.2)
+    b = acquisition_shift(x, torch.Generator().manual_seed(0), 0.2)
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1 and not torch.allclose(a, x, atol=0.05)
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(augment(x, g1, acquisition=0.0), augment(x, g2))
