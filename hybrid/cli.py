@@ -1,4 +1,4 @@
-"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | audit | evaluate | verify`. Bad input → one sentence on stderr, exit 2."""
+"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | audit | evaluate | report | verify`. Bad input → one sentence on stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -185,6 +185,17 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from .artifacts import RunDir
+    from .report import build_report
+
+    run = RunDir.open(args.run)
+    out = build_report(run)
+    print((run.path / "report" / "summary.md").read_text())
+    print(f"report: {out['html']}")
+    return 0
+
+
 def _explain_args(e) -> None:
     e.add_argument("run", help="run folder with features and surrogates")
     e.add_argument("--data-root", help="folder with medmnist's npz files")
@@ -257,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sensitivity", type=float, help="target melanoma sensitivity on val (default: config, 0.80)")
     ev.add_argument("--n-bootstrap", type=int, default=1000)
     ev.set_defaults(func=_evaluate)
+    rp = sub.add_parser("report", help="one self-contained HTML report and summary.md of a run")
+    rp.add_argument("run", help="run folder")
+    rp.set_defaults(func=_report)
     v = sub.add_parser("verify", help="check every file of a run against the sha256 in its manifest")
     v.add_argument("run", help="run folder, e.g. artifacts/runs/default")
     v.set_defaults(func=_verify)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Every stage on one preset, in order: train → features → surrogates → rules of the concept tree →
-faithfulness of the CNN's maps → gallery of side-by-side explanations → safety audit.
+faithfulness of the CNN's maps → gallery of side-by-side explanations → safety audit
+(with the external PH2 set when present) → report.
 
     python pipelines/run_all.py --config configs/default.toml [--run NAME] [--data-root DIR] [train flags]
 
@@ -32,13 +33,15 @@ def run_all(argv: list[str]) -> int:
     run = str(Path(known.runs_dir) / name)
     data = ["--data-root", known.data_root] if known.data_root else []
     stages = (["features", run, *data], ["surrogates", run], ["rules", run, "--class", "mel", "--min-support", "20"],
-              ["faithfulness", run, *data], ["explain", run, "--gallery", *data], ["audit", run, *data])
+              ["faithfulness", run, *data], ["explain", run, "--gallery", *data], ["audit", run, *data],
+              ["report", run])
     for stage in stages:
         print(f"\n== hybrid {' '.join(stage)}", flush=True)
         code = main(stage)
         if code:
             return code
-    print(f"\nrun folder: {run}  (metrics.md, surrogates/fidelity.md, features/probe_r2.md,\n  explain/faithfulness.md, explain/regions.md, explain/gallery.png, audit/audit.md, manifest.json)")
+    print(f"\nrun folder: {run}  (report/report.html, report/summary.md, metrics.md, surrogates/fidelity.md,\n"
+          "  explain/faithfulness.md, explain/gallery.png, audit/audit.md, evaluate/ph2.md, manifest.json)")
     return 0
 
 

@@ -138,3 +138,49 @@ def test_evaluate_cli_on_ph2_and_bad_input(run, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "bad.npz" in err and "expected labels 0–6" in err and "Traceback" not in err
     assert not (run / "evaluate/bad.json").exists()
+
+
+def _chromium_dom(page) -> str:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("Chromium not installed (Debian package 'chromium'; .ci/run installs it): browser check skipped")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={page.parent / 'chromium-profile'}", "--virtual-time-budget=10000", "--dump-dom"]
+    out = subprocess.run([exe, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
+    return out.stdout
+
+
+def test_report_renders_in_a_browser_and_its_numbers_match_the_json(run, capsys, data_root):
+    import re
+
+    from hybrid.report import _fmt, _get
+
+    for rel, stage in (("explain/faithfulness.md", ["faithfulness", str(run), "--n", "20", "--data-root", str(data_root)]),
+                       ("explain/gallery.png", ["explain", str(run), "--gallery", "--data-root", str(data_root)]),
+                       ("audit/skin_shift.png", ["audit", str(run), "--quiet", "--n-bootstrap", "20"])):
+        if not (run / rel).exists():
+            assert main(stage) == 0
+    assert main(["report", str(run)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    items = json.loads((run / "report/summary.json").read_text())
+    summary = (run / "report/summary.md").read_text()
+    assert len(items) >= 12
+    rest = summary
+    for it in items:  # every number is the value in its JSON file
+        v = _get(json.loads((run / it["file"]).read_text()), it["path"])
+        assert _fmt(v) == it["text"]
+        line = f"- {it['label']}: **{it['text']}** (`{it['file']}`)"
+        assert line in rest
+        rest = rest.replace(line, "")
+    assert not re.search(r"\d", rest), f"a number in summary.md that is not from the JSON: {rest!r}"
+    dom = _chromium_dom(run / "report/report.html")
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, "Chromium did not render the report"
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body[1]))
+    assert int(attrs["images"]) >= 6 and attrs["broken-images"] == "0"
+    assert int(attrs["sections"]) >= 7 and attrs["empty-sections"] == "0" and attrs["missing"] == "0"
+    assert "The most-supported rules" in dom and "IF " in dom and "THEN " in dom  # the tree's rules made it in
