@@ -63,6 +63,7 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
                                    "shap_samples": o["shap_samples"], "seed": o.get("seed", 0)})
     te = ctx.tables["test"]
     n = len(te["pred"])
+    meta_tr, meta_te = _metadata(run, "train"), _metadata(run, "test")  # checked before the long work
     result: dict = {"options": o, "rule": {"version": AU.RULE_VERSION, "flag_methods": AU.FLAG_METHODS, "flag_enrichment": AU.FLAG_ENRICHMENT,
                                            "lesion_focus_min": AU.LESION_FOCUS_MIN}}
     md = ["# Safety audit", ""]
@@ -113,7 +114,6 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         # 3. leakage, skin tone, subgroups
         sur_pred = ctx.surrogate.predict(ctx.X_test)
         y, proba = te["labels"], te["proba"]
-        meta_tr, meta_te = _metadata(run, "train"), _metadata(run, "test")
         if meta_tr is not None and meta_te is not None:
             leak = AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy())
             rows = AU.group_metrics(np.where(leak, "shares a lesion with train", "leak-free"), y, proba, sur_pred, o["n_boot"],

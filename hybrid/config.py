@@ -42,7 +42,8 @@ DEFAULTS: dict = {
         "threads": 0,  # CPU threads; 0: all cores
         "eval_batch_size": 512,
     },
-    "metrics": {"n_bootstrap": 1000, "ece_bins": 15},
+    "metrics": {"n_bootstrap": 1000, "ece_bins": 15},  # n_bootstrap: resamples for every interval of a run
+    "explain": {"n": 200},  # test images in the fixed faithfulness sample
     # the clinical operating point (hybrid.operating): temperature and threshold fitted on val only
     "operating_point": {"positive_class": 4,  # DermaMNIST: 4 = melanoma
                         "negative_class": 5,  # 5 = melanocytic nevus (the binary mel-vs-nv view)
@@ -70,6 +71,19 @@ def _merge(base: dict, new: dict, where: str, source: str) -> dict:
                     f"{source}: '{where}{key}' must be {want.__name__}, got {value!r}."
                 )
             out[key] = value
+    return out
+
+
+def with_defaults(cfg: dict, base: dict | None = None) -> dict:
+    """cfg with every key it lacks taken from DEFAULTS — a run saved before a key existed compares
+    equal to the same run today, since the key's default is what it used."""
+    base = DEFAULTS if base is None else base
+    out = copy.deepcopy(cfg)
+    for k, v in base.items():
+        if k not in out:
+            out[k] = copy.deepcopy(v)
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = with_defaults(out[k], v)
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from . import __version__
 from .artifacts import CheckpointStore, RunDir, git_commit, package_versions
 from .backbone import DermaCNN, from_config
+from .config import with_defaults
 from .data import file_md5, load_dataset
 from .errors import HybridError
 from .metrics import anchors_markdown, classification_report
@@ -25,6 +26,7 @@ def open_run(cfg: dict, runs_dir: str | Path = "artifacts/runs", name: str | Non
     name = name or cfg["run"]["name"]
     run = RunDir(Path(runs_dir) / name)
     old = run.manifest.get("config")
+    old = with_defaults(old) if old is not None else None
     if restart:
         run.manifest = {"created": run.manifest.get("created"), "files": {}, "stages": {}}
     elif old is not None and old != cfg:

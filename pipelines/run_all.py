@@ -1,17 +1,16 @@
 #!/usr/bin/env python
 """Every stage on one preset, in order: train → features → surrogates → rules of the concept tree →
-faithfulness of the CNN's maps → gallery of side-by-side explanations → safety audit
-(with the external PH2 set when present) → report.
+faithfulness of the CNN's maps → gallery of side-by-side explanations → safety audit (with the
+external PH2 set when present) → report. A stage whose inputs and options are unchanged since it
+last succeeded is skipped (hybrid.pipeline); --force reruns every stage.
 
-    python pipelines/run_all.py --config configs/default.toml [--run NAME] [--data-root DIR] [train flags]
-
-Training resumes an interrupted run; later stages rerun on the trained backbone.
+    python pipelines/run_all.py --config configs/default.toml [--run NAME] [--data-root DIR] [--force] [train flags]
 """
 import argparse
 import sys
 from pathlib import Path
 
-from hybrid.cli import main
+from hybrid.pipeline import run_pipeline
 
 
 def run_all(argv: list[str]) -> int:
@@ -20,29 +19,27 @@ def run_all(argv: list[str]) -> int:
     ap.add_argument("--run")
     ap.add_argument("--runs-dir", default="artifacts/runs")
     ap.add_argument("--data-root")
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--force", action="store_true")
     known, _ = ap.parse_known_args(argv)
-    code = main(["train", *argv])
-    if code:
-        return code
-    if known.run:
-        name = known.run
-    else:
-        from hybrid.config import load_config
+    train_argv = [a for a in argv if a != "--force"]
+    from hybrid.cli import main
+    from hybrid.config import load_config
+    from hybrid.errors import HybridError
 
-        name = load_config(known.config)["run"]["name"]
-    run = str(Path(known.runs_dir) / name)
+    try:
+        cfg = load_config(known.config, known.set)
+    except HybridError:
+        return main(["train", *train_argv])  # the CLI prints the one-sentence error
+    run = Path(known.runs_dir) / (known.run or cfg["run"]["name"])
     data = ["--data-root", known.data_root] if known.data_root else []
-    stages = (["features", run, *data], ["surrogates", run], ["rules", run, "--class", "mel", "--min-support", "20"],
-              ["faithfulness", run, *data], ["explain", run, "--gallery", *data], ["audit", run, *data],
-              ["report", run])
-    for stage in stages:
-        print(f"\n== hybrid {' '.join(stage)}", flush=True)
-        code = main(stage)
-        if code:
-            return code
-    print(f"\nrun folder: {run}  (report/report.html, report/summary.md, metrics.md, surrogates/fidelity.md,\n"
-          "  explain/faithfulness.md, explain/gallery.png, audit/audit.md, evaluate/ph2.md, manifest.json)")
-    return 0
+    code = run_pipeline(known.config, train_argv, run, data, known.force, cfg)
+    if code == 0:
+        summary = run / "report" / "summary.md"
+        if summary.is_file():
+            print("\n" + summary.read_text())
+        print(f"report: {run / 'report' / 'report.html'}\nrun folder: {run}")
+    return code
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ def test_temperature_recovers_a_known_overconfidence():
     proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # the model reports T = 1
     t = fit_temperature(proba, y)
     assert 2.7 < t < 3.3
+
+    def nll(p):
+        return -np.log(p[np.arange(len(y)), y]).mean()
+
+    assert nll(calibrate(proba, t)) < nll(proba) - 0.1  # calibration lowers the negative log-likelihood
     cal = calibrate(proba, t)
     np.testing.assert_array_equal(cal.argmax(1), proba.argmax(1))  # never changes the decision
     np.testing.assert_allclose(cal.sum(1), 1, atol=1e-9)

@@ -6,6 +6,7 @@ import pytest
 
 from hybrid.cli import main
 from hybrid.concepts import CONCEPT_NAMES
+from hybrid.external import default_external
 
 from .conftest import PROJECT
 
@@ -131,6 +132,26 @@ def test_evaluate_cli_on_ph2_and_bad_input(run, capsys, tmp_path):
     assert main(["evaluate", str(run), "--n-bootstrap", "20", "--name", "again"]) == 0
     again = json.loads((run / "evaluate/again.json").read_text())
     assert again["operating_point"] == op and again["sets"]["again"]["binary"] == ext["binary"]
+    # a tiny set, its numbers computed by hand from the CNN's own probabilities
+    from hybrid.artifacts import RunDir
+    from hybrid.operating import calibrate
+    from hybrid.stages import load_backbone
+    from hybrid.train import predict_proba
+
+    with np.load(default_external("ph2", 28)) as z:
+        pick = np.r_[0:6, 171:181]  # 6 nevi and 10 melanomas
+        imgs, labels = z["test_images"][pick], z["test_labels"][pick]
+    tiny = tmp_path / "tiny.npz"
+    np.savez(tiny, test_images=imgs, test_labels=labels)
+    assert main(["evaluate", str(run), "--external", str(tiny), "--n-bootstrap", "0"]) == 0
+    got = json.loads((run / "evaluate/tiny.json").read_text())["sets"]["tiny"]["binary"]
+    p = calibrate(predict_proba(load_backbone(RunDir.open(run))[0], imgs), op["temperature"])[:, 4]
+    mel = labels[:, 0] == 4
+    assert 0 < mel.sum() < len(mel)
+    assert got["sensitivity"] == pytest.approx((p[mel] >= op["threshold"]).mean())
+    assert got["specificity"] == pytest.approx((p[~mel] < op["threshold"]).mean())
+    pairs = [(a > b) + 0.5 * (a == b) for a in p[mel] for b in p[~mel]]
+    assert got["auc"] == pytest.approx(np.mean(pairs))
     bad = tmp_path / "bad.npz"
     np.savez(bad, test_images=np.zeros((3, 28, 28, 3), np.uint8), test_labels=np.array([[1], [9], [2]]))
     capsys.readouterr()
@@ -138,6 +159,23 @@ def test_evaluate_cli_on_ph2_and_bad_input(run, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "bad.npz" in err and "expected labels 0–6" in err and "Traceback" not in err
     assert not (run / "evaluate/bad.json").exists()
+
+
+def test_audit_refuses_metadata_without_lesion_id(run, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    from hybrid.artifacts import RunDir
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    r = RunDir.open(copy)
+    meta = pd.read_csv(copy / "features/test_metadata.csv").drop(columns="lesion_id")
+    r.write_text("features/test_metadata.csv", meta.to_csv(index=False))
+    assert main(["audit", str(copy), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "test_metadata.csv" in err and "no column 'lesion_id'" in err and "Traceback" not in err
 
 
 def _chromium_dom(page) -> str:

@@ -1,0 +1,35 @@
+"""The whole pipeline on a tiny quick run: every stage, the report, and a second run that skips them all."""
+import json
+
+from .conftest import PROJECT
+
+
+def test_pipeline_end_to_end_then_every_stage_skipped(tmp_path, data_root, capsys, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_all", PROJECT / "pipelines" / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    argv = ["--config", str(PROJECT / "configs/quick.toml"), "--quiet", "--runs-dir", str(tmp_path),
+            "--data-root", str(data_root), "--set", "data.subset=600", "--set", "model.width=8",
+            "--set", "train.epochs=1", "--set", "metrics.n_bootstrap=20", "--set", "explain.n=20"]
+    assert run_all.run_all(argv) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "quick"
+    for rel in ("report/report.html", "report/summary.md", "audit/audit.json", "evaluate/ph2.json",
+                "explain/gallery.png", "surrogates/fidelity.json"):
+        assert (run / rel).is_file(), rel
+    assert "# Summary" in out and "report: " in out
+    keys = json.loads((run / "manifest.json").read_text())["stage_keys"]
+    assert set(keys) == {"train", "features", "surrogates", "faithfulness", "explain", "audit", "report"}
+
+    assert run_all.run_all(argv) == 0  # nothing changed: every stage is skipped
+    out = capsys.readouterr().out
+    assert out.count("== skip ") == 7 and "== hybrid train" not in out
+
+    (run / "explain/gallery.png").write_bytes(b"")  # damage one output: that stage and what reads it rerun
+    assert run_all.run_all(argv) == 0
+    out = capsys.readouterr().out
+    assert "== hybrid explain" in out and "== hybrid report" in out
+    for stage in ("train", "features", "surrogates", "faithfulness", "audit"):
+        assert f"== skip {stage}" in out
