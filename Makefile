@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/default.toml
+ARGS   ?=
 
 .PHONY: run quick test test-slow bench env clean-env
 
@@ -18,10 +19,10 @@ $(STAMP): requirements.lock setup.cfg pyproject.toml
 env: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python pipelines/run_all.py --config $(CONFIG)
+	$(BIN)/python pipelines/run_all.py --config $(CONFIG) $(ARGS)
 
 quick: $(STAMP)
-	$(BIN)/python pipelines/run_all.py --config configs/quick.toml
+	$(BIN)/python pipelines/run_all.py --config configs/quick.toml $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
