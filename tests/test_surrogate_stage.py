@@ -222,3 +222,20 @@ def test_report_renders_in_a_browser_and_its_numbers_match_the_json(run, capsys,
     assert int(attrs["images"]) >= 6 and attrs["broken-images"] == "0"
     assert int(attrs["sections"]) >= 7 and attrs["empty-sections"] == "0" and attrs["missing"] == "0"
     assert "The most-supported rules" in dom and "IF " in dom and "THEN " in dom  # the tree's rules made it in
+
+
+def test_walkthrough_notebook_executes(run, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("HYBRID_RUN", str(run))
+    monkeypatch.setenv("HYBRID_INDEX", "3")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(PROJECT / "notebooks" / "walkthrough.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(PROJECT / "notebooks")}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "leaves; melanoma rules" in text and "CNN:" in text
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the side-by-side figure
+    assert any("fidelity" in o.get("data", {}).get("text/markdown", "") for o in outputs)
