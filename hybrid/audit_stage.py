@@ -3,6 +3,8 @@ lesion-level leakage, skin-tone strata and HAM10000 subgroups; the shifts of hyb
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -10,14 +12,14 @@ from tqdm.auto import tqdm
 
 from . import attribution as A
 from . import audit as AU
+from .audit_shift import (SKIN_STEPS, concept_matrix, external_audit, external_markdown, shift_figure,
+                          shift_markdown, shift_metrics)
 from .artifacts import RunDir
 from .concepts import CONCEPT_NAMES, REGIONS, measure_concepts, region_masks
 from .errors import HybridError
 from .explain import global_importance, surrogate_explanation
 from .explain_stage import Context
 from .plots import gallery_figure
-from .audit_shift import (SKIN_STEPS, concept_matrix, external_audit, external_markdown, shift_figure,
-                          shift_markdown, shift_metrics)
 from .external import default_external
 from .shortcut import KINDS, apply_stamp, stamp_mask
 from .surrogate_stage import _csv
@@ -152,7 +154,8 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         # 5. another clinic and device
         ext = o.get("external") or default_external("ph2", run.manifest["config"]["data"]["size"])
         if ext:
-            result["external"] = external_audit(ctx, ext, o.get("external_name") or "ph2", focus, o, progress)
+            name = Path(o["external"]).stem if o.get("external") else "ph2"
+            result["external"] = external_audit(ctx, ext, name, focus, o, progress)
             md += external_markdown(result["external"], ctx.names)
         else:
             md += ["## Another clinic", "", "Not run: no external set given and none at ../shared/data/external/ph2.", ""]

@@ -83,7 +83,8 @@ def summary_items(run: RunDir) -> list[dict]:
     add("CNN accuracy, full test set", a, "leakage", "rows", 0, "acc")
     add("CNN accuracy, leak-free test subset", a, "leakage", "rows", 1, "acc")
     ext = "external"
-    for name in ("ph2",):
+    name = run.read_json(a).get(ext, {}).get("name") if a in run.manifest["files"] else None
+    if name:
         add(f"{name}: melanoma-vs-nevus AUC", a, ext, "sets", name, "binary", "auc")
         add(f"{name}: melanoma sensitivity at the validation operating point", a, ext, "sets", name, "binary", "sensitivity")
         add(f"{name}: specificity at the validation operating point", a, ext, "sets", name, "binary", "specificity")
@@ -101,7 +102,7 @@ def _img(run: RunDir, rel: str) -> str:
 
 
 def _md(text: str) -> str:
-    return markdown.markdown(text, extensions=["tables"])
+    return markdown.markdown(text, extensions=["tables", "fenced_code"])
 
 
 def _missing(rel: str) -> str:
