@@ -21,9 +21,20 @@ def _train(args) -> int:
         cfg["train"]["device"] = args.device
     if args.data_root:
         cfg["data"]["root"] = args.data_root
-    run = open_run(cfg, args.runs_dir, args.run, args.restart)
-    print(f"run folder: {run.path}", file=sys.stderr)
-    results = train_stage(cfg, run, progress=not args.quiet)
+    from . import distributed as D
+
+    D.setup()
+    try:
+        if D.rank() != 0:  # under torchrun: train alongside rank 0, which alone writes the run folder
+            from .stages import follow_train
+
+            follow_train(cfg, Path(args.runs_dir) / (args.run or cfg["run"]["name"]))
+            return 0
+        run = open_run(cfg, args.runs_dir, args.run, args.restart)
+        print(f"run folder: {run.path}", file=sys.stderr)
+        results = train_stage(cfg, run, progress=not args.quiet)
+    finally:
+        D.teardown()
     print(summary_line(results))
     print(f"metrics: {run.path / 'metrics.md'}")
     return 0

@@ -47,27 +47,58 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def training_data(cfg: dict, data_root=None):
+    """(dataset, train images as the CNN sees them, boolean stamped mask or None) for a config."""
+    dc = cfg["data"]
+    data = load_dataset(dc["flag"], dc["size"], data_root or dc["root"] or None, dc["subset"], dc["metadata_root"] or None)
+    tr = data.splits["train"]
+    st = dc["stamp"]
+    if not st["kind"]:
+        return data, tr.images, None
+    if st["kind"] not in KINDS:
+        raise HybridError(f"Config: data.stamp.kind '{st['kind']}' is unknown; expected one of {', '.join(KINDS)} "
+                          "(or \"\" for no planted shortcut).")
+    if not 0 <= st["class"] < data.n_classes:
+        raise HybridError(f"Config: data.stamp.class {st['class']} is not a class of {data.flag} (0–{data.n_classes - 1}).")
+    images, stamped = plant(tr.images, tr.labels, st["kind"], st["class"], st["fraction"], st["fraction_other"],
+                            cfg["run"]["seed"])
+    return data, images, stamped
+
+
+class _ReadOnly:
+    """A checkpoint store that resumes from rank 0's checkpoint and never writes."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def load(self):
+        return self.store.load()
+
+    def save(self, state):
+        pass
+
+
+def follow_train(cfg: dict, run_path: Path, data_root=None) -> None:
+    """A non-zero rank under torchrun: the same training as rank 0, resuming from its checkpoint,
+    writing nothing."""
+    data, train_images, _ = training_data(cfg, data_root)
+    tr, va = data.splits["train"], data.splits["val"]
+    store = _ReadOnly(CheckpointStore(RunDir(run_path)))
+    train_backbone(train_images, tr.labels, va.images, va.labels, data.n_classes, cfg, store, progress=False)
+
+
 def train_stage(cfg: dict, run: RunDir, data_root=None, progress: bool = True, stop_after: int | None = None) -> dict:
     """Load data, train (resuming from the run's checkpoint), evaluate on val/test; returns the metrics dict."""
     dc = cfg["data"]
     with run.stage("load_data"):
-        data = load_dataset(dc["flag"], dc["size"], data_root or dc["root"] or None, dc["subset"],
-                            dc["metadata_root"] or None)
+        data, train_images, stamped = training_data(cfg, data_root)
         run.manifest["data"] = {"flag": data.flag, "size": data.size, "file": str(data.path),
                                 "md5": file_md5(data.path), "subset": dc["subset"],
                                 "n": {s: int(len(v.labels)) for s, v in data.splits.items()},
                                 "metadata": data.splits["train"].metadata is not None}
     tr, va, te = data.splits["train"], data.splits["val"], data.splits["test"]
-    train_images = tr.images
-    st = dc["stamp"]
-    if st["kind"]:
-        if st["kind"] not in KINDS:
-            raise HybridError(f"Config: data.stamp.kind '{st['kind']}' is unknown; expected one of {', '.join(KINDS)} "
-                              "(or \"\" for no planted shortcut).")
-        if not 0 <= st["class"] < data.n_classes:
-            raise HybridError(f"Config: data.stamp.class {st['class']} is not a class of {data.flag} (0–{data.n_classes - 1}).")
-        train_images, stamped = plant(tr.images, tr.labels, st["kind"], st["class"], st["fraction"],
-                                      st["fraction_other"], cfg["run"]["seed"])
+    if stamped is not None:
+        st = dc["stamp"]
         run.write_bytes("stamped_train_index.npy", _npy_bytes(tr.index[stamped]))
         run.manifest["data"]["stamp"] = {**st, "n_stamped": int(stamped.sum()),
                                          "n_stamped_class": int((stamped & (tr.labels == st["class"])).sum())}

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed as D
 from .augment import augment, dihedral_views, to_float
 from .backbone import build_backbone
 from .metrics import auc_ovr, accuracy
@@ -136,8 +137,12 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     """
     tc, mc, seed = cfg["train"], cfg["model"], cfg["run"]["seed"]
     store = store or NullStore()
-    device = select_device(tc["device"])
-    threads = set_threads(tc["threads"])
+    device = D.device_for(select_device(tc["device"]))
+    threads = tc["threads"]
+    if threads <= 0 and D.world_size() > 1 and device.type == "cpu":
+        threads = D.cpu_threads_share(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    threads = set_threads(threads)
+    progress = progress and D.rank() == 0
     use_amp = bool(tc["amp"]) and device.type == "cuda"
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -148,6 +153,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
+    net = D.wrap(model, device)  # DDP under torchrun; `model` itself otherwise (shares parameters)
 
     steps_per_epoch = int(np.ceil(len(train_x) / tc["batch_size"]))
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -178,7 +184,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             break
         g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
         torch.manual_seed(_epoch_seed(seed, epoch))  # dropout
-        model.train()
+        net.train()
         perm = torch.randperm(len(images), generator=g).to(device)
         total, n_seen = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc['epochs']}", leave=False,
@@ -188,17 +194,18 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             x = augment(to_float(images[idx]), g, aug["flip"], aug["rot90"], aug["crop_pad"], aug["jitter"],
                         aug["acquisition"])
             y = labels[idx]
+            x, y = D.shard(x), D.shard(y)  # the whole batch was drawn and augmented alike on every rank
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 if tc["mixup_alpha"] > 0:
                     lam = float(torch.distributions.Beta(tc["mixup_alpha"], tc["mixup_alpha"]).sample())
                     j = torch.randperm(len(x), generator=g).to(device)
-                    logits = model(lam * x + (1 - lam) * x[j])
+                    logits = net(lam * x + (1 - lam) * x[j])
                     loss = lam * F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"]) \
                         + (1 - lam) * F.cross_entropy(logits.float(), y[j], weight=weights, label_smoothing=tc["label_smoothing"])
                 else:
-                    logits = model(x)
+                    logits = net(x)
                     loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
