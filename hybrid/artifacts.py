@@ -130,6 +130,12 @@ class RunDir:
         self._record(rel)
         return self.path / rel
 
+    def remove(self, rel: str) -> None:
+        """Delete a file this run no longer produces (e.g. a figure with nothing to show), and its record."""
+        (self.path / rel).unlink(missing_ok=True)
+        if self.manifest["files"].pop(rel, None) is not None:
+            self.save_manifest()
+
     def write_text(self, rel: str, text: str) -> Path:
         return self.write_bytes(rel, text.encode())
 

@@ -143,7 +143,6 @@ def faithfulness_stage(run: RunDir, data_root=None, opts: dict | None = None, pr
         run.write_text("explain/faithfulness.csv", _csv(rows))
         run.write_text("explain/faithfulness.md", faithfulness_markdown(rows, area, agree, o, len(idx)))
         run.write_text("explain/regions.csv", _csv(region_rows))
-        run.write_text("explain/regions.md", regions_markdown(region_rows, o))
         run.write_bytes("explain/deletion_curves.png", curves_figure(curves["deletion"], "deletion"))
         run.write_bytes("explain/insertion_curves.png", curves_figure(curves["insertion"], "insertion"))
         gi = global_importance(ctx.shap(np.arange(len(te["pred"]))))
@@ -153,13 +152,14 @@ def faithfulness_stage(run: RunDir, data_root=None, opts: dict | None = None, pr
         # disagreements: where the gradient map and the concept SHAP point at different regions
         ra = region_agreement(pixel_region_scores(maps["integrated_gradients"], regions), concept, region_area) \
             if "integrated_gradients" in maps else None
-        if ra is not None:
-            bad = np.nonzero(ra["top_pixel"] != ra["top_concept"])[0][:8]
-            if len(bad):
-                titles = [f"#{idx[i]} pixels: {REGIONS[ra['top_pixel'][i]]} / concepts: {REGIONS[ra['top_concept'][i]]}"
-                          for i in bad]
-                run.write_bytes("explain/region_disagreements.png", gallery_figure(
-                    ctx.test_images[idx[bad]], masks[bad], {m: maps[m][bad] for m in o["methods"] if m != "random"}, titles))
+        bad = np.nonzero(ra["top_pixel"] != ra["top_concept"])[0][:8] if ra is not None else []
+        run.write_text("explain/regions.md", regions_markdown(region_rows, o, len(bad)))
+        run.remove("explain/region_disagreements.png")  # an earlier sample's examples would mislead
+        if len(bad):
+            titles = [f"#{idx[i]} pixels: {REGIONS[ra['top_pixel'][i]]} / concepts: {REGIONS[ra['top_concept'][i]]}"
+                      for i in bad]
+            run.write_bytes("explain/region_disagreements.png", gallery_figure(
+                ctx.test_images[idx[bad]], masks[bad], {m: maps[m][bad] for m in o["methods"] if m != "random"}, titles))
     return rows
 
 
@@ -200,7 +200,7 @@ def faithfulness_markdown(rows, area, agree, o, n) -> str:
     return "\n".join(lines) + "\n"
 
 
-def regions_markdown(rows, o) -> str:
+def regions_markdown(rows, o, n_examples: int = 0) -> str:
     lines = ["# SHAP versus saliency: do the CNN's maps and the concept surrogate point at the same region?", "",
              f"Concept side: |SHAP| of the `{o['surrogate']}` surrogate for the CNN's predicted class, summed over the "
              "concepts declared on each region (lesion, border, skin, corners, artifact). Pixel side: the share of "
@@ -212,7 +212,9 @@ def regions_markdown(rows, o) -> str:
     for r in rows:
         lines.append(f"| {A.LABELS[r['method']]} | {r['pixel basis']} | {r['top-region agreement']:.3f} | "
                      f"{r['rank corr. over regions']:.3f} | {r['pixel top region']} | {r['concept top region']} |")
-    lines += ["", "Example disagreements (Integrated Gradients, mass / area): region_disagreements.png.", ""]
+    lines += ["", "Example disagreements (Integrated Gradients, mass / area): region_disagreements.png." if n_examples
+              else "No example disagreements to show: Integrated Gradients was not computed, or its top region "
+                   "agreed with the concept side on every image of the sample.", ""]
     return "\n".join(lines)
 
 

@@ -27,6 +27,8 @@ SECTIONS = [
     ("Safety audit", ["audit/audit.md"], ["audit/off_lesion.png", "audit/skin_shift.png"]),
 ]
 REQUIRED = ["metrics.json", "surrogates/fidelity.json"]
+# written only when there is something to show; the markdown beside it says so when it is not
+OPTIONAL = {"explain/region_disagreements.png"}
 
 
 def _get(obj, path):
@@ -171,7 +173,10 @@ def build_report(run: RunDir) -> dict:
         for rel in mds:
             body.append(_md(run.verify(rel).read_text()) if rel in run.manifest["files"] else _missing(rel))
         for rel in figs:
-            body.append(_img(run, rel) if rel in run.manifest["files"] else _missing(rel))
+            if rel in run.manifest["files"]:
+                body.append(_img(run, rel))
+            elif rel not in OPTIONAL:
+                body.append(_missing(rel))
         if title == "Surrogates and fidelity":
             body.append("<h2>Rules</h2>" + _rules_html(run))
         sections.append((title, "\n".join(body)))

@@ -87,7 +87,10 @@ def test_explain_and_faithfulness_cli(run, capsys, data_root):
     rand = res["rows"][-1]
     assert rand["randomisation_corr"] == pytest.approx(1.0)  # a map that ignores the model fails the check
     assert abs(rand["lesion_mass"] - res["lesion_area_share"]) < 0.05  # uniform noise lands by area
-    assert "top-region agreement" in (run / "explain/regions.md").read_text()
+    regions = (run / "explain/regions.md").read_text()
+    assert "top-region agreement" in regions
+    # no Integrated Gradients in this sample: no example figure, and the markdown says why
+    assert "No example disagreements" in regions and not (run / "explain/region_disagreements.png").exists()
     assert main(["verify", str(run)]) == 0
 
 
