@@ -84,6 +84,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=0, help="test images (0: all 2,005)")
     ap.add_argument("--n-shap-ref", type=int, default=40, help="images for shap's (per-image, slow) GradientExplainer")
     ap.add_argument("--memory-mb", type=float, default=1024.0, help="attribution budget for the 64-px check")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results_attribution.md"), help="markdown written here")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -159,7 +160,7 @@ def main() -> int:
               f"({mem['rss_before_mb']:.0f} MiB before attributing), {mem['images_per_s']:.1f} img/s.", ""]
     text = "\n".join(lines)
     print(text)
-    (ROOT / "bench" / "results_attribution.md").write_text(text)
+    Path(args.out).write_text(text)
     return 0
 
 

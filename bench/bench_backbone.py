@@ -43,7 +43,8 @@ def main() -> int:
         for s in args.set:
             cmd += ["--set", s]
         run = ROOT / args.runs_dir / name
-        done = (run / "manifest.json").exists() and "evaluate" in json.loads((run / "manifest.json").read_text())["stages"]
+        done = (run / "manifest.json").exists() and \
+            "finished" in json.loads((run / "manifest.json").read_text())["stages"].get("evaluate", {})
         if args.reuse and done:
             print(f"reusing finished run {run}", flush=True)
         else:

@@ -183,8 +183,17 @@ class RunDir:
     # --- stages ------------------------------------------------------------------------------
     @contextlib.contextmanager
     def stage(self, name: str):
-        """Record wall time (s) and peak RSS (MiB) of a stage in the manifest."""
+        """Record wall time (s) and peak RSS (MiB) of a stage in the manifest.
+
+        On entry the stage is marked started and its pipeline key dropped, so a stage killed
+        part-way is never taken for up to date; temp files a killed writer left are removed.
+        """
         t0 = time.perf_counter()
+        for tmp in self.path.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        self.manifest.setdefault("stage_keys", {}).pop(name, None)
+        self.manifest["stages"][name] = {"started": _now()}
+        self.save_manifest()
         yield
         self.manifest["stages"][name] = {"wall_s": round(time.perf_counter() - t0, 2),
                                         "peak_rss_mb": round(peak_rss_mb(), 1), "finished": _now()}

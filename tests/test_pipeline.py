@@ -1,5 +1,13 @@
-"""The whole pipeline on a tiny quick run: every stage, the report, and a second run that skips them all."""
+"""The whole pipeline on a tiny quick run: every stage, the report, a second run that skips them all,
+a damaged output that reruns its stage alone, and a stage killed part-way that reruns cleanly."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from hybrid.artifacts import RunDir
 
 from .conftest import PROJECT
 
@@ -36,3 +44,30 @@ def test_pipeline_end_to_end_then_every_stage_skipped(tmp_path, data_root, capsy
     # the report reads the gallery, but the regenerated gallery has the same sha256: nothing to redo
     for stage in ("train", "features", "surrogates", "faithfulness", "audit", "report"):
         assert f"== skip {stage}" in out
+
+    # SIGKILL the surrogates stage part-way (it has started, not finished)
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid.cli", "surrogates", str(run), "--n-bootstrap", "20"],
+                            env=dict(os.environ, PYTHONPATH=str(PROJECT)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            st = json.loads((run / "manifest.json").read_text())["stages"]["surrogates"]
+        except (json.JSONDecodeError, KeyError):
+            st = {}
+        if "started" in st:
+            break
+        time.sleep(0.02)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    man = json.loads((run / "manifest.json").read_text())  # still valid JSON
+    assert "finished" not in man["stages"]["surrogates"], "killed too late: the stage had finished"
+    assert "surrogates" not in man["stage_keys"]  # a started stage is never taken for up to date
+    RunDir(run).verify_all()  # every recorded file is whole: writes are atomic
+    assert run_all.run_all(argv) == 0
+    out = capsys.readouterr().out
+    assert "== hybrid surrogates" in out and "== skip train" in out and "== skip features" in out
+    assert not list(run.rglob("*.tmp")), "a half-written temp file was left behind"
+    assert "finished" in json.loads((run / "manifest.json").read_text())["stages"]["surrogates"]
+    RunDir(run).verify_all()
