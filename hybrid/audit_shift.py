@@ -26,7 +26,7 @@ def shift_metrics(ctx: Context, images: np.ndarray) -> dict:
 
     y = ctx.tables["test"]["labels"]
     p = predict_proba(ctx.model, images)
-    sur = ctx.surrogate.predict(concept_matrix(ctx, measure_concepts(images)))
+    sur = ctx.surrogate.predict(concept_matrix(ctx, measure_concepts(images, n_jobs=-1)))
     return {"acc": float((p.argmax(1) == y).mean()), "auc": AU.auc_present(y, p),
             "ece": expected_calibration_error(y, p), "fidelity": float((sur == p.argmax(1)).mean()),
             "pred_changed": float((p.argmax(1) != ctx.tables["test"]["pred"]).mean())}

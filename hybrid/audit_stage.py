@@ -3,6 +3,7 @@ lesion-level leakage, skin-tone strata and HAM10000 subgroups; the shifts of hyb
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,13 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
     result: dict = {"options": o, "rule": {"version": AU.RULE_VERSION, "flag_methods": AU.FLAG_METHODS, "flag_enrichment": AU.FLAG_ENRICHMENT,
                                            "lesion_focus_min": AU.LESION_FOCUS_MIN}}
     md = ["# Safety audit", ""]
+    laps, t0 = {}, [time.perf_counter()]
+
+    def lap(name: str) -> None:  # wall seconds per part, in audit.json: where the audit's time goes
+        now = time.perf_counter()
+        laps[name] = round(now - t0[0], 1)
+        t0[0] = now
+
     with run.stage("audit"):
         # 1. where the maps fall, every test image
         all_idx = np.arange(n)
@@ -108,10 +116,12 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         run.write_bytes("audit/off_lesion.png", gallery_figure(ctx.test_images[worst], te["masks"][worst],
                                                                 {m: maps[m][worst] for m in o["methods"]}, titles))
         md += [f"Worst offenders (lowest lesion focus under {A.LABELS[ref]}): off_lesion.png.", ""]
+        lap("maps and regions, every test image")
 
         # 2. planted-stamp response
         result["shortcut"] = stamp_response(ctx, o, progress)
         md += shortcut_markdown(result["shortcut"], ctx.names)
+        lap("planted-stamp probe")
 
         # 3. leakage, skin tone, subgroups
         sur_pred = ctx.surrogate.predict(ctx.X_test)
@@ -143,6 +153,7 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
                                      ("body site", meta_te["localization"].fillna("unknown").astype(str).to_numpy(), None)):
                 result["subgroups"][col] = AU.group_metrics(vals, y, proba, sur_pred, o["n_boot"], order=order)
                 md += _group_md(f"By {col}", result["subgroups"][col])
+        lap("leakage, skin tone, subgroups")
         # 4. controlled shifts: skin tone and common corruptions
         result["skin_shift"] = [{"delta_ita": d, **shift_metrics(ctx, AU.skin_tone_shift(ctx.test_images, te["masks"], d))}
                                 for d in tqdm(SKIN_STEPS, desc="skin-tone shift", disable=not progress, leave=False)]
@@ -151,6 +162,7 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
                                  for sv in (1, 2, 3)]
         run.write_bytes("audit/skin_shift.png", shift_figure(result["skin_shift"]))
         md += shift_markdown(result["skin_shift"], result["corruptions"])
+        lap("skin-tone shift and corruptions")
         # 5. another clinic and device
         ext = o.get("external") or default_external("ph2", run.manifest["config"]["data"]["size"])
         if ext:
@@ -159,6 +171,8 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
             md += external_markdown(result["external"], ctx.names)
         else:
             md += ["## Another clinic", "", "Not run: no external set given and none at ../shared/data/external/ph2.", ""]
+        lap("external set")
+        result["timings_s"] = laps
         run.write_json("audit/audit.json", result)
         run.write_text("audit/audit.md", "\n".join(md) + "\n")
     return result

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 from scipy import ndimage
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -180,11 +182,20 @@ def region_masks(images: np.ndarray) -> dict[str, np.ndarray]:
             "mask": masks}
 
 
-def measure_concepts(images: np.ndarray, return_masks: bool = False):
+def measure_concepts(images: np.ndarray, return_masks: bool = False, n_jobs: int = 1):
     """Concept table (N, len(CONCEPTS)) in CONCEPT_NAMES order for uint8 RGB images (N, S, S, 3).
 
-    With return_masks, also the lesion masks (N, S, S) bool.
+    With return_masks, also the lesion masks (N, S, S) bool. Every image is measured on its own,
+    so n_jobs > 1 (or -1: every core) splits the stack over joblib processes with the same result.
     """
+    n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+    if n_jobs > 1 and len(images) >= 200 * n_jobs:
+        from joblib import Parallel, delayed
+
+        parts = Parallel(n_jobs=n_jobs)(delayed(measure_concepts)(c, return_masks) for c in np.array_split(images, n_jobs))
+        if return_masks:
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return np.concatenate(parts)
     lab, masks, corners, blackhat, dark_corner_px = _prepare(images)
     n, s = masks.shape[:2]
     L = lab[..., 0]

@@ -41,7 +41,7 @@ def probe_r2(probe, emb: np.ndarray, concepts: np.ndarray) -> dict[str, float]:
 def split_table(model, images: np.ndarray, labels: np.ndarray, index: np.ndarray, tta: bool = False) -> dict:
     """Arrays for one split: embeddings (N, D), proba (N, K), pred (N,), concepts (N, C), masks (N, S, S)."""
     proba = predict_proba(model, images, tta=tta)
-    concepts, masks = measure_concepts(images, return_masks=True)
+    concepts, masks = measure_concepts(images, return_masks=True, n_jobs=-1)
     return {"embeddings": embed(model, images), "proba": proba.astype(np.float32),
             "pred": proba.argmax(1).astype(np.int64), "concepts": concepts, "masks": masks,
             "labels": labels.astype(np.int64), "index": index.astype(np.int64)}

@@ -50,16 +50,35 @@ def fidelity_scores(cnn_pred, sur_pred, cnn_proba=None, sur_proba=None, y_true=N
     return out
 
 
+def kappa_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of each row pair of int label arrays a, b (B, N) → (B,), from confusion counts.
+
+    Equals sklearn's cohen_kappa_score row by row (tested), ~100× faster for bootstrap resamples;
+    0 where a row has a single label on both sides (as `kappa`).
+    """
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    k = int(max(a.max(), b.max())) + 1
+    rows, n = a.shape
+    codes = (np.arange(rows)[:, None] * k * k + a * k + b).ravel()
+    cm = np.bincount(codes, minlength=rows * k * k).reshape(rows, k, k).astype(np.float64)
+    po = np.trace(cm, axis1=1, axis2=2) / n
+    pe = (cm.sum(2) * cm.sum(1)).sum(1) / n ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (po - pe) / (1 - pe)
+    return np.where(pe >= 1 - 1e-12, 0.0, out)
+
+
 def bootstrap_fidelity(cnn_pred, sur_pred, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Percentile intervals for fidelity and kappa over resampled images."""
     rng = np.random.default_rng(seed)
     cnn_pred, sur_pred = np.asarray(cnn_pred), np.asarray(sur_pred)
     n = len(cnn_pred)
     fid, kap = [], []
-    for _ in range(n_boot):
-        i = rng.integers(0, n, n)
-        fid.append((cnn_pred[i] == sur_pred[i]).mean())
-        kap.append(kappa(cnn_pred[i], sur_pred[i]))
+    for start in range(0, n_boot, 100):  # 100 resamples at a time: memory stays (100, N)
+        i = rng.integers(0, n, (min(100, n_boot - start), n))
+        a, b = cnn_pred[i], sur_pred[i]
+        fid.append((a == b).mean(1))
+        kap.append(kappa_rows(a, b))
     q = [alpha / 2, 1 - alpha / 2]
-    return {"fidelity_ci95": [float(v) for v in np.quantile(fid, q)],
-            "kappa_ci95": [float(v) for v in np.quantile(kap, q)]}
+    return {"fidelity_ci95": [float(v) for v in np.quantile(np.concatenate(fid), q)],
+            "kappa_ci95": [float(v) for v in np.quantile(np.concatenate(kap), q)]}

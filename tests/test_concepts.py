@@ -82,3 +82,10 @@ def test_extractor_is_a_sklearn_transformer(data_root):
     assert list(ext.get_feature_names_out()) == CONCEPT_NAMES
     with pytest.raises(ValueError, match=r"\(N, S, S, 3\)"):
         measure_concepts(x[..., :1])
+
+
+def test_parallel_measurement_equals_serial(real_npz):
+    x = real_npz["test_images"][:450]
+    one, m1 = measure_concepts(x, return_masks=True)
+    two, m2 = measure_concepts(x, return_masks=True, n_jobs=2)
+    assert np.array_equal(one, two) and np.array_equal(m1, m2)

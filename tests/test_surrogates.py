@@ -5,7 +5,7 @@ from sklearn.base import clone
 from sklearn.tree import DecisionTreeClassifier
 
 from hybrid.distill import fit_surrogates
-from hybrid.fidelity import fidelity_scores
+from hybrid.fidelity import bootstrap_fidelity, fidelity_scores, kappa, kappa_rows
 from hybrid.rules import apply_rules, extract_rules, format_rules
 from hybrid.surrogates import Surrogate
 
@@ -72,6 +72,23 @@ def test_majority_baseline_has_zero_kappa():
     s = Surrogate("majority", n_classes=7).fit(np.zeros((100, 2)), y)
     sc = fidelity_scores(y, s.predict(np.zeros((100, 2))))
     assert sc["fidelity"] == 0.7 and sc["kappa"] == 0.0 and sc["non_majority_fidelity"] == 0.0
+
+
+def test_vectorised_bootstrap_kappa_equals_sklearn_row_by_row():
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 7, (40, 300))
+    b = np.where(rng.random((40, 300)) < 0.6, a, rng.integers(0, 7, (40, 300)))  # agree 60% + chance
+    b[0] = a[0]  # perfect agreement: kappa 1
+    a[1], b[1] = 5, 5  # a single label on both sides: kappa defined as 0, as `kappa`
+    got = kappa_rows(a, b)
+    want = [cohen_kappa_score(a[r], b[r]) for r in range(2, 40)]
+    np.testing.assert_allclose(got[2:], want, atol=1e-12)
+    assert got[0] == pytest.approx(1.0) and got[1] == 0.0 == kappa(a[1], b[1])
+    ci = bootstrap_fidelity(a[2], b[2], n_boot=400)
+    assert ci["kappa_ci95"][0] < cohen_kappa_score(a[2], b[2]) < ci["kappa_ci95"][1]
+    assert ci["fidelity_ci95"][0] < (a[2] == b[2]).mean() < ci["fidelity_ci95"][1]
 
 
 def test_ablation_ranks_the_feature_the_teacher_uses_first():
