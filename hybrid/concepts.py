@@ -7,9 +7,8 @@ physical size at 28–64 px.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
