@@ -96,7 +96,7 @@ def main() -> int:
     runs.mkdir(parents=True)
     run_path = runs / cfg["run"]["name"]
     py = sys.executable
-    cmd = [py, "pipelines/run_all.py", "--config", args.config, "--runs-dir", str(runs)]
+    cmd = [py, "pipelines/run_all.py", "--config", args.config, "--runs-dir", args.runs_dir]
     print(f"1/4 {' '.join(cmd)} --force  (log: {runs / 'run.log'})", flush=True)
     wall, peak = run_child(cmd + ["--force"], runs / "run.log")
     man = json.loads((run_path / "manifest.json").read_text())
@@ -106,14 +106,14 @@ def main() -> int:
     skipped = (runs / "rerun.log").read_text().count("== skip ")
     print("3/4 bench/bench_attribution.py on the trained backbone", flush=True)
     attr_md = runs / "attribution.md"
-    acmd = [py, "bench/bench_attribution.py", "--run", str(run_path), "--out", str(attr_md)]
+    acmd = [py, "bench/bench_attribution.py", "--run", str(run_path.relative_to(ROOT)), "--out", str(attr_md)]
     if args.attribution_n:
         acmd += ["--n", str(args.attribution_n)]
     wall3, _ = run_child(acmd, runs / "attribution.log")
     print("4/4 surrogate SHAP: ours vs shap's own", flush=True)
     srows = surrogate_shap_rows(run_path)
 
-    stages = man.get("stages", {})
+    stages = dict(sorted(man.get("stages", {}).items(), key=lambda kv: kv[1].get("finished", "")))  # in run order
     lines = ["# Benchmarks: the whole pipeline, attribution and surrogate SHAP, one run, one machine", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, python "
              f"{platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} threads, no GPU used. "
@@ -127,7 +127,8 @@ def main() -> int:
     for name, st in stages.items():
         lines.append(f"| {name} | {st['wall_s']:.1f} | {st['peak_rss_mb']:.0f} |")
     lines += ["", "The stages' wall times do not add up to the whole: loading data, models and libraries between "
-              "stages is not inside any stage.", "",
+              "stages is not inside any stage. *evaluate* is the end of training (val and test, with TTA); "
+              "*evaluate_ph2* runs inside the audit and is part of its time.", "",
               f"## Attribution throughput ({wall3:.0f} s)", "",
               *attr_md.read_text().split("\n", 2)[2].splitlines(), "",
               "## Surrogate SHAP: hybrid.explain vs shap called directly", "",
