@@ -181,20 +181,36 @@ def region_masks(images: np.ndarray) -> dict[str, np.ndarray]:
             "mask": masks}
 
 
+MAX_CHUNK_PIXELS = 1 << 23  # images measured at a time × S²: bounds the CIELAB copy to ~100 MB
+
+
 def measure_concepts(images: np.ndarray, return_masks: bool = False, n_jobs: int = 1):
     """Concept table (N, len(CONCEPTS)) in CONCEPT_NAMES order for uint8 RGB images (N, S, S, 3).
 
     With return_masks, also the lesion masks (N, S, S) bool. Every image is measured on its own,
-    so n_jobs > 1 (or -1: every core) splits the stack over joblib processes with the same result.
+    so the stack is streamed in chunks (MAX_CHUNK_PIXELS: 10,700 images at 28 px, 167 at 224 px)
+    and n_jobs > 1 (or -1: every core) spreads them over joblib processes — the same result.
     """
+    images = np.asarray(images)
     n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
-    if n_jobs > 1 and len(images) >= 200 * n_jobs:
+    n_jobs = n_jobs if len(images) >= 200 * n_jobs else 1
+    per = max(1, MAX_CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2])) if images.ndim == 4 else len(images)
+    parts = max(n_jobs, -(-len(images) // per))
+    if parts <= 1:
+        return _measure(images, return_masks)
+    chunks = np.array_split(images, parts)
+    if n_jobs > 1:
         from joblib import Parallel, delayed
 
-        parts = Parallel(n_jobs=n_jobs)(delayed(measure_concepts)(c, return_masks) for c in np.array_split(images, n_jobs))
-        if return_masks:
-            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        return np.concatenate(parts)
+        out = Parallel(n_jobs=n_jobs)(delayed(_measure)(c, return_masks) for c in chunks)
+    else:
+        out = [_measure(c, return_masks) for c in chunks]
+    if return_masks:
+        return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
+    return np.concatenate(out)
+
+
+def _measure(images: np.ndarray, return_masks: bool):
     lab, masks, corners, blackhat, dark_corner_px = _prepare(images)
     n, s = masks.shape[:2]
     L = lab[..., 0]

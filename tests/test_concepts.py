@@ -84,8 +84,20 @@ def test_extractor_is_a_sklearn_transformer(data_root):
         measure_concepts(x[..., :1])
 
 
-def test_parallel_measurement_equals_serial(real_npz):
+def test_streamed_and_parallel_measurement_equal_one_pass(real_npz, monkeypatch):
+    import hybrid.concepts as C
+
     x = real_npz["test_images"][:450]
     one, m1 = measure_concepts(x, return_masks=True)
     two, m2 = measure_concepts(x, return_masks=True, n_jobs=2)
     assert np.array_equal(one, two) and np.array_equal(m1, m2)
+    monkeypatch.setattr(C, "MAX_CHUNK_PIXELS", 28 * 28 * 100)  # 100 images at a time: 5 chunks
+    calls, real = [], C._measure
+
+    def counted(imgs, rm):
+        calls.append(len(imgs))
+        return real(imgs, rm)
+
+    monkeypatch.setattr(C, "_measure", counted)
+    streamed = measure_concepts(x)
+    assert calls == [90] * 5 and np.array_equal(streamed, one)
