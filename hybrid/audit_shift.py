@@ -13,7 +13,7 @@ from .concepts import REGIONS, measure_concepts, region_masks
 from .explain_stage import Context
 from .errors import HybridError
 from .external import load_external
-from .metrics import expected_calibration_error
+from .metrics import expected_calibration_error, fmt_ci
 
 
 SKIN_STEPS = (0, 10, 20, 30, 40)  # degrees of ITA removed from the surrounding skin
@@ -104,16 +104,12 @@ def external_markdown(e: dict, names) -> list[str]:
            f"evaluate/{e['name']}.md.", "",
            "| metric | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
 
-    def ci(v, c, pct=False):
-        f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
-        return "–" if v is None else f(v) + (f" [{f(c[0])}, {f(c[1])}]" if c else "")
-
-    rows = [(f"{pos}-vs-{neg} AUC ↑", lambda s: ci(s["binary"]["auc"], s["binary"]["auc_ci95"])),
-            ("sensitivity at the operating point ↑", lambda s: ci(s["binary"]["sensitivity"], s["binary"]["sensitivity_ci95"], True)),
-            ("specificity at the operating point ↑", lambda s: ci(s["binary"]["specificity"], s["binary"]["specificity_ci95"], True)),
-            ("sensitivity at argmax ↑", lambda s: ci(s["binary"]["sensitivity_argmax"], s["binary"]["sensitivity_argmax_ci95"], True)),
+    rows = [(f"{pos}-vs-{neg} AUC ↑", lambda s: fmt_ci(s["binary"]["auc"], s["binary"]["auc_ci95"])),
+            ("sensitivity at the operating point ↑", lambda s: fmt_ci(s["binary"]["sensitivity"], s["binary"]["sensitivity_ci95"], True)),
+            ("specificity at the operating point ↑", lambda s: fmt_ci(s["binary"]["specificity"], s["binary"]["specificity_ci95"], True)),
+            ("sensitivity at argmax ↑", lambda s: fmt_ci(s["binary"]["sensitivity_argmax"], s["binary"]["sensitivity_argmax_ci95"], True)),
             ("ECE raw → calibrated ↓", lambda s: f"{s['ece_raw']:.3f} → {s['ece_calibrated']:.3f}"),
-            (f"fidelity of {e['surrogate']} ↑", lambda s: ci(s["fidelity"]["fidelity"], s["fidelity"]["ci95"]) if s["fidelity"] else "–")]
+            (f"fidelity of {e['surrogate']} ↑", lambda s: fmt_ci(s["fidelity"]["fidelity"], s["fidelity"]["ci95"]) if s["fidelity"] else "–")]
     for label, fn in rows:
         out.append(f"| {label} | " + " | ".join(fn(e["sets"][c]) for c in cols) + " |")
     out += ["", "Where the CNN looks, DermaMNIST test versus the external set (mean share of positive attribution; "

@@ -20,6 +20,7 @@ from .concepts import CONCEPT_NAMES, REGIONS, measure_concepts, region_masks
 from .errors import HybridError
 from .explain import global_importance, surrogate_explanation
 from .explain_stage import Context
+from .metrics import fmt_ci
 from .plots import gallery_figure
 from .external import default_external
 from .shortcut import KINDS, apply_stamp, stamp_mask
@@ -31,19 +32,13 @@ AUDIT_OPTIONS = {"methods": ["gradient", "smoothgrad", "gradcam", "expected_grad
 ARTIFACT_CONCEPTS = ("ink", "hair", "dark_corners")
 
 
-def _fmt_ci(v, ci) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
-
-
 def _group_md(title: str, rows: list[dict]) -> list[str]:
     out = [f"### {title}", "", "| group | n | ACC [95% CI] | AUC (classes present) | ECE ↓ | surrogate fidelity [95% CI] |",
            "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         auc = "–" if r["auc"] is None else f"{r['auc']:.3f}"
-        out.append(f"| {r['group']} | {r['n']} | {_fmt_ci(r['acc'], r['acc_ci95'])} | {auc} | {r['ece']:.3f} | "
-                   f"{_fmt_ci(r.get('fidelity'), r.get('fidelity_ci95'))} |")
+        out.append(f"| {r['group']} | {r['n']} | {fmt_ci(r['acc'], r['acc_ci95'])} | {auc} | {r['ece']:.3f} | "
+                   f"{fmt_ci(r.get('fidelity'), r.get('fidelity_ci95'))} |")
     return out + [""]
 
 

@@ -182,7 +182,6 @@ def _audit(args) -> int:
 
 def _evaluate(args) -> int:
     from .artifacts import RunDir
-    from .errors import HybridError
     from .evaluate_stage import evaluate_stage
     from .external import default_external
 

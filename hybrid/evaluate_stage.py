@@ -17,7 +17,7 @@ from .errors import HybridError
 from .external import load_external
 from .features import feature_matrix, probe_predict, split_table
 from .fidelity import bootstrap_fidelity
-from .metrics import confusion, expected_calibration_error
+from .metrics import confusion, expected_calibration_error, fmt_ci
 from .operating import binary_view, calibrate, fit_temperature, threshold_for_sensitivity
 from .stages import load_backbone
 from .surrogate_stage import load_joblib, load_tables
@@ -110,13 +110,6 @@ def evaluate_stage(run: RunDir, path, name: str, target_sensitivity: float | Non
     return result
 
 
-def _ci(v, ci, pct=False) -> str:
-    if v is None:
-        return "–"
-    f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
-    return f(v) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
-
-
 def evaluate_markdown(r: dict) -> str:
     op, sets, names = r["operating_point"], r["sets"], r["class_names"]
     pos, neg = names[op["positive_class"]], names[op["negative_class"]]
@@ -136,16 +129,16 @@ def evaluate_markdown(r: dict) -> str:
 
     row("images (of which " + pos + " / " + neg + ")",
         lambda s: f"{s['n']} ({s['binary']['n_positive']} / {s['binary']['n_negative']})")
-    row(f"{pos}-vs-{neg} AUC ↑", lambda s: _ci(s["binary"]["auc"], s["binary"]["auc_ci95"]))
-    row("sensitivity at the operating point ↑", lambda s: _ci(s["binary"]["sensitivity"], s["binary"]["sensitivity_ci95"], True))
-    row("specificity at the operating point ↑", lambda s: _ci(s["binary"]["specificity"], s["binary"]["specificity_ci95"], True))
-    row("sensitivity at argmax ↑", lambda s: _ci(s["binary"]["sensitivity_argmax"], s["binary"]["sensitivity_argmax_ci95"], True))
-    row("specificity at argmax ↑", lambda s: _ci(s["binary"]["specificity_argmax"], s["binary"]["specificity_argmax_ci95"], True))
+    row(f"{pos}-vs-{neg} AUC ↑", lambda s: fmt_ci(s["binary"]["auc"], s["binary"]["auc_ci95"]))
+    row("sensitivity at the operating point ↑", lambda s: fmt_ci(s["binary"]["sensitivity"], s["binary"]["sensitivity_ci95"], True))
+    row("specificity at the operating point ↑", lambda s: fmt_ci(s["binary"]["specificity"], s["binary"]["specificity_ci95"], True))
+    row("sensitivity at argmax ↑", lambda s: fmt_ci(s["binary"]["sensitivity_argmax"], s["binary"]["sensitivity_argmax_ci95"], True))
+    row("specificity at argmax ↑", lambda s: fmt_ci(s["binary"]["specificity_argmax"], s["binary"]["specificity_argmax_ci95"], True))
     row("7-way accuracy ↑", lambda s: f"{s['acc']:.3f}")
     row("AUC over classes present ↑", lambda s: "–" if s["auc_classes_present"] is None else f"{s['auc_classes_present']:.3f}")
     row("ECE raw → calibrated ↓", lambda s: f"{s['ece_raw']:.3f} → {s['ece_calibrated']:.3f}")
     for k in sets[cols[0]]["fidelity"]:
-        row(f"fidelity {k} ↑", lambda s, k=k: _ci(s["fidelity"][k]["fidelity"], s["fidelity"][k]["ci95"]))
+        row(f"fidelity {k} ↑", lambda s, k=k: fmt_ci(s["fidelity"][k]["fidelity"], s["fidelity"][k]["ci95"]))
     c = sets[r["name"]]["confusion"]
     lines += ["", f"Confusion on {r['name']} (rows: true class; columns: CNN argmax, classes true or predicted there):", "",
               "| true \\ predicted | " + " | ".join(names[k] for k in c["cols_pred"]) + " |",

@@ -89,6 +89,14 @@ def bootstrap_ci(y_true, y_score, fn, n_boot: int = 1000, seed: int = 0, alpha: 
     return float(lo), float(hi)
 
 
+def fmt_ci(v, ci=None, pct: bool = False) -> str:
+    """'0.812 [0.790, 0.833]' (or percentages); '–' for a missing value, no brackets for a missing interval."""
+    if v is None:
+        return "–"
+    f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
+    return f(v) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci and ci[0] is not None else "")
+
+
 def classification_report(y_true, y_score, class_names, n_boot: int = 1000, ece_bins: int = 15, seed: int = 0) -> dict:
     """All headline metrics as a JSON-ready dict."""
     y_true = np.asarray(y_true).reshape(-1)
