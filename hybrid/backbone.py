@@ -6,9 +6,12 @@ and users work in image space.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 class ResBlock(nn.Module):
@@ -116,6 +119,21 @@ class DermaCNN(nn.Module):
         if self.concept_head is None:
             raise RuntimeError("No concept head attached; call attach_concept_head(n) first.")
         return self.concept_head(self.embed(x))
+
+    def fused(self) -> "DermaCNN":
+        """An inference copy: eval mode, every BatchNorm folded into the convolution before it
+        (torch's fuse_conv_bn_eval), channels-last weights. The same function up to float rounding
+        (tests/test_backbone.py) and, on 2 CPU cores, ~1.3x the forward and input-gradient
+        throughput (bench/bench_attribution.py). For prediction and attribution only: its
+        state_dict no longer matches the architecture, so checkpoints keep the unfused model."""
+        m = copy.deepcopy(self).eval()
+        m.stem = nn.Sequential(fuse_conv_bn_eval(m.stem[0], m.stem[1]), m.stem[2])
+        for block in m.stages:
+            block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
+            block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
+            if block.short is not None:
+                block.short = fuse_conv_bn_eval(block.short[0], block.short[1])
+        return m.to(memory_format=torch.channels_last) if next(m.parameters()).device.type == "cpu" else m
 
 
 def build_backbone(n_classes: int, in_channels: int, image_size: int, width: int = 32,

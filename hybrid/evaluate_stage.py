@@ -87,7 +87,7 @@ def evaluate_stage(run: RunDir, path, name: str, target_sensitivity: float | Non
         raise HybridError(f"--name '{name}' must be letters, digits, '.', '_' or '-' (it names evaluate/{name}.json).")
     from .audit_stage import _metadata
 
-    model, _ = load_backbone(run)
+    model = load_backbone(run)[0].fused()
     tables = load_tables(run)
     names = class_names(run.manifest["config"]["data"]["flag"])
     ext = external_table(run, model, path, len(names))

@@ -40,7 +40,8 @@ class Context:
 
     def __init__(self, run: RunDir, data_root=None, opts: dict | None = None):
         self.run, self.opts = run, {**OPTIONS, **(opts or {})}
-        self.model, ckpt = load_backbone(run)
+        self.raw_model, ckpt = load_backbone(run)  # the checkpoint as trained (randomisation starts here)
+        self.model = self.raw_model.fused()  # the same function, BatchNorm folded: what every map and prediction uses
         cfg = run.manifest["config"]
         dc = cfg["data"]
         self.tables = load_tables(run)
@@ -59,8 +60,8 @@ class Context:
         self.X_tree, self.tree_names = feature_matrix(self.tables["test"], self.opts["tree"].split("__")[0])
         self.tree_units = [REGISTRY[f.removeprefix("cnn_")].unit if f.removeprefix("cnn_") in REGISTRY else ""
                            for f in self.tree_names]
-        # ~256 samples per pass was fastest on a 2-core CPU (bench/bench_attribution.py); fewer when RAM is short
-        self.max_batch = min(256, A.batch_for_memory(self.model, tuple(self.background.shape[1:]), self.opts["memory_mb"]))
+        # A.MAX_BATCH samples per pass was fastest on a 2-core CPU (bench/bench_attribution.py); fewer when RAM is short
+        self.max_batch = min(A.MAX_BATCH, A.batch_for_memory(self.model, tuple(self.background.shape[1:]), self.opts["memory_mb"]))
 
     def _surrogate(self, name: str):
         rel = f"surrogates/{name}.joblib"
@@ -111,7 +112,7 @@ def faithfulness_stage(run: RunDir, data_root=None, opts: dict | None = None, pr
         x = A.images_to_tensor(ctx.test_images[idx])
         target = torch.as_tensor(te["pred"][idx])
         maps, secs = ctx.maps(idx, progress=progress)
-        rand_maps, _ = ctx.maps(idx, model=randomised_copy(ctx.model, o["seed"]), progress=progress)
+        rand_maps, _ = ctx.maps(idx, model=randomised_copy(ctx.raw_model, o["seed"]).fused(), progress=progress)
         masks = te["masks"][idx]
         rows, curves = [], {"deletion": {}, "insertion": {}}
         for m in tqdm(o["methods"], desc="deletion/insertion", disable=not progress, leave=False):

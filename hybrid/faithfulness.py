@@ -74,7 +74,7 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def deletion_insertion(model, x, target, maps, n_steps: int = 16, blur_sigma: float | None = None,
-                       batch: int = 2048) -> dict[str, np.ndarray]:
+                       batch: int = 128) -> dict[str, np.ndarray]:
     """Per-image deletion and insertion AUCs (N,) and their curves (N, n_steps + 1).
     blur_sigma defaults to image width / 6 (the insertion start carries almost no detail)."""
     model.eval()

@@ -115,10 +115,11 @@ def train_stage(cfg: dict, run: RunDir, data_root=None, progress: bool = True, s
     with run.stage("evaluate"):
         mc = cfg["metrics"]
         bs = cfg["train"]["eval_batch_size"]
+        fused = model.fused()  # the same function with BatchNorm folded, faster to evaluate
         results, md_rows = {"train_info": info}, {}
         for split, s in (("val", va), ("test", te)):
             for tta in (False, True):
-                p = predict_proba(model, s.images, bs, tta)
+                p = predict_proba(fused, s.images, bs, tta)
                 key = f"{split}{'_tta' if tta else ''}"
                 results[key] = classification_report(s.labels, p, data.class_names, mc["n_bootstrap"] if split == "test" else 0,
                                                      mc["ece_bins"], cfg["run"]["seed"])

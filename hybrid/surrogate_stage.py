@@ -44,6 +44,7 @@ def features_stage(run: RunDir, data_root=None) -> dict:
     cfg = run.manifest["config"]
     dc = cfg["data"]
     model, ckpt = load_backbone(run)
+    model = model.fused()
     if dc["flag"] != "dermamnist" or ckpt["config"]["in_channels"] != 3:
         raise HybridError("The concept stage needs RGB dermoscopy images (DermaMNIST); this run trained on "
                           f"'{dc['flag']}'.")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from hybrid.augment import augment, dihedral_views
@@ -112,3 +113,29 @@ def test_acquisition_shift_is_seeded_bounded_and_off_at_zero():
     assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1 and not torch.allclose(a, x, atol=0.05)
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(augment(x, g1, acquisition=0.0), augment(x, g2))
+
+
+@pytest.mark.parametrize("head,size", [("grid", 28), ("avg", 64)])
+def test_fused_copy_is_the_same_function_without_batchnorm(head, size):
+    """BatchNorm folded into the convolutions: same logits, embeddings and input gradients (float
+    rounding only), on a model whose BN statistics are far from the identity."""
+    from hybrid.backbone import build_backbone
+
+    torch.manual_seed(0)
+    m = build_backbone(7, 3, size, width=8, blocks_per_stage=1, head=head, embed_dim=16)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.2, 3.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.3, 0.3)
+    m.eval()
+    f = m.fused()
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in f.modules())
+    assert any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules()) and not m.training
+    x = torch.rand(6, 3, size, size, requires_grad=True)
+    torch.testing.assert_close(f(x), m(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(f.embed(x), m.embed(x), rtol=1e-4, atol=1e-5)
+    g_m, = torch.autograd.grad(m(x)[:, 2].sum(), x)
+    g_f, = torch.autograd.grad(f(x)[:, 2].sum(), x)
+    torch.testing.assert_close(g_f, g_m, rtol=1e-4, atol=1e-6)
