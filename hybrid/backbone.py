@@ -107,8 +107,12 @@ class DermaCNN(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x))
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits (B, n_classes) from embeddings (B, embed_dim): the head after the embedding."""
+        return self.head(self.dropout(embedding))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(x)))
+        return self.classify(self.embed(x))
 
     def attach_concept_head(self, n_concepts: int) -> nn.Module:
         self.concept_head = nn.Linear(self.embed_dim, n_concepts)
@@ -123,7 +127,7 @@ class DermaCNN(nn.Module):
     def fused(self) -> "DermaCNN":
         """An inference copy: eval mode, every BatchNorm folded into the convolution before it
         (torch's fuse_conv_bn_eval), channels-last weights. The same function up to float rounding
-        (tests/test_backbone.py) and, on 2 CPU cores, ~1.3x the forward and input-gradient
+        (tests/test_train.py) and, on 2 CPU cores, ~1.3x the forward and input-gradient
         throughput (bench/bench_attribution.py). For prediction and attribution only: its
         state_dict no longer matches the architecture, so checkpoints keep the unfused model."""
         m = copy.deepcopy(self).eval()

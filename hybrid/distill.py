@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from .fidelity import bootstrap_fidelity, fidelity_scores
 from .surrogates import Surrogate
@@ -24,20 +25,23 @@ def _fit(kind, Xtr, ytr, n_classes, seed, **kw):
     return s, time.perf_counter() - t0
 
 
-def fit_surrogates(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, xgb_params: dict | None = None):
-    """Fit every family on (Xtr, CNN labels ytr); returns ({name: (surrogate, fit_s)}, depth sweep rows)."""
+def fit_surrogates(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, xgb_params: dict | None = None,
+                   n_jobs: int = -1):
+    """Fit every family on (Xtr, CNN labels ytr); returns ({name: (surrogate, fit_s)}, depth sweep rows).
+    n_jobs: joblib processes for the logistic C grid and the tree depth sweep (-1: every core)."""
     fitted = {}
     fitted["majority"] = _fit("majority", Xtr, ytr, n_classes, seed)
+    # the C grid and the depth sweep are independent fits: spread over the cores (same models as in turn)
+    grid = [("logistic", {"C": C}) for C in LOGISTIC_C] + [("tree", {"max_depth": d}) for d in TREE_DEPTHS]
+    fits = Parallel(n_jobs=n_jobs)(delayed(_fit)(kind, Xtr, ytr, n_classes, seed, **kw) for kind, kw in grid)
     best = None
-    for C in LOGISTIC_C:
-        s, t = _fit("logistic", Xtr, ytr, n_classes, seed, C=C)
+    for s, t in fits[:len(LOGISTIC_C)]:
         f = float((s.predict(Xva) == yva).mean())
         if best is None or f > best[0]:
             best = (f, s, t)
     fitted["logistic"] = best[1:]
     sweep, best_tree = [], None
-    for d in TREE_DEPTHS:
-        s, t = _fit("tree", Xtr, ytr, n_classes, seed, max_depth=d)
+    for d, (s, t) in zip(TREE_DEPTHS, fits[len(LOGISTIC_C):]):
         f = float((s.predict(Xva) == yva).mean())
         sweep.append({"depth": d, "val_fidelity": f, "leaves": s.complexity()["value"], "surrogate": s, "fit_s": t})
         if d <= READABLE_DEPTH and (best_tree is None or f > best_tree[0]):

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .concepts import CONCEPT_NAMES, measure_concepts
-from .train import embed, predict_proba
+from .train import embed_and_proba, predict_proba
 
 FEATURE_SETS = ("embeddings", "concepts", "cnn_concepts", "concepts+cnn_concepts")
 
@@ -40,9 +40,11 @@ def probe_r2(probe, emb: np.ndarray, concepts: np.ndarray) -> dict[str, float]:
 
 def split_table(model, images: np.ndarray, labels: np.ndarray, index: np.ndarray, tta: bool = False) -> dict:
     """Arrays for one split: embeddings (N, D), proba (N, K), pred (N,), concepts (N, C), masks (N, S, S)."""
-    proba = predict_proba(model, images, tta=tta)
+    emb, proba = embed_and_proba(model, images)
+    if tta:
+        proba = predict_proba(model, images, tta=True)
     concepts, masks = measure_concepts(images, return_masks=True, n_jobs=-1)
-    return {"embeddings": embed(model, images), "proba": proba.astype(np.float32),
+    return {"embeddings": emb, "proba": proba.astype(np.float32),
             "pred": proba.argmax(1).astype(np.int64), "concepts": concepts, "masks": masks,
             "labels": labels.astype(np.int64), "index": index.astype(np.int64)}
 

@@ -65,17 +65,21 @@ def predict_proba(model, images_u8: np.ndarray, batch_size: int = 128, tta: bool
 
 
 @torch.no_grad()
-def embed(model, images_u8: np.ndarray, batch_size: int = 128, device="cpu") -> np.ndarray:
-    """Penultimate embeddings (N, D) for uint8 images."""
+def embed_and_proba(model, images_u8: np.ndarray, batch_size: int = 128, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (N, D) and softmax probabilities (N, K) from one forward pass (no TTA)."""
     model.eval()
     device = torch.device(device)
-    out = []
+    emb, proba = [], []
     for i in range(0, len(images_u8), batch_size):
         x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model.embed(x).float().cpu().numpy())
-    return np.concatenate(out)
+        e = model.embed(x)
+        emb.append(e.float().cpu().numpy())
+        proba.append(F.softmax(model.classify(e).float(), dim=1).cpu().numpy())
+    k = model.config["n_classes"]
+    return (np.concatenate(emb) if emb else np.zeros((0, model.embed_dim), np.float32),
+            np.concatenate(proba) if proba else np.zeros((0, k), np.float32))
 
 
 def channel_stats(model, images_u8: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:

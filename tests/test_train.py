@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,3 +140,20 @@ def test_fused_copy_is_the_same_function_without_batchnorm(head, size):
     g_m, = torch.autograd.grad(m(x)[:, 2].sum(), x)
     g_f, = torch.autograd.grad(f(x)[:, 2].sum(), x)
     torch.testing.assert_close(g_f, g_m, rtol=1e-4, atol=1e-6)
+
+
+def test_embed_and_proba_is_one_pass_of_the_same_model(data_root):
+    """Embeddings and probabilities from one pass equal model.embed and predict_proba."""
+    from hybrid.backbone import build_backbone
+    from hybrid.train import embed_and_proba, predict_proba
+
+    torch.manual_seed(0)
+    m = build_backbone(7, 3, 28, width=8, blocks_per_stage=1, head="grid", embed_dim=16).eval()
+    imgs = load_dataset("dermamnist", 28, data_root).splits["val"].images[:70]
+    emb, proba = embed_and_proba(m, imgs, batch_size=32)
+    assert emb.shape == (70, 16) and proba.shape == (70, 7)
+    np.testing.assert_allclose(proba, predict_proba(m, imgs, batch_size=64), rtol=1e-5, atol=1e-6)
+    from hybrid.augment import to_float
+    with torch.no_grad():
+        ref = m.embed(to_float(torch.from_numpy(imgs))).numpy()
+    np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5)
