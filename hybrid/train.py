@@ -47,13 +47,22 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> torch.Tensor
     return torch.tensor(w, dtype=torch.float32)
 
 
+def pixel_batch(batch_size: int, images_u8: np.ndarray) -> int:
+    """Images per inference pass: `batch_size` counts 28-px images; larger images get proportionally
+    fewer (the same pixels per pass), so 64- and 224-px inputs stream in bounded memory."""
+    s = images_u8.shape[1] * images_u8.shape[2] if np.ndim(images_u8) >= 3 else 28 * 28
+    return max(1, min(batch_size, batch_size * 28 * 28 // s))
+
+
 @torch.no_grad()
 def predict_proba(model, images_u8: np.ndarray, batch_size: int = 128, tta: bool = False,
                   device: torch.device | str = "cpu") -> np.ndarray:
-    """Softmax probabilities (N, K) for uint8 images (N, S, S, C); TTA averages the 8 dihedral views."""
+    """Softmax probabilities (N, K) for uint8 images (N, S, S, C); TTA averages the 8 dihedral views.
+    batch_size: images per pass at 28 px (see pixel_batch)."""
     model.eval()
     device = torch.device(device)
     out = []
+    batch_size = pixel_batch(batch_size, images_u8)
     for i in range(0, len(images_u8), batch_size):
         x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
         if device.type == "cpu":
@@ -66,10 +75,12 @@ def predict_proba(model, images_u8: np.ndarray, batch_size: int = 128, tta: bool
 
 @torch.no_grad()
 def embed_and_proba(model, images_u8: np.ndarray, batch_size: int = 128, device="cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings (N, D) and softmax probabilities (N, K) from one forward pass (no TTA)."""
+    """Embeddings (N, D) and softmax probabilities (N, K) from one forward pass (no TTA);
+    batch_size: images per pass at 28 px (see pixel_batch)."""
     model.eval()
     device = torch.device(device)
     emb, proba = [], []
+    batch_size = pixel_batch(batch_size, images_u8)
     for i in range(0, len(images_u8), batch_size):
         x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
         if device.type == "cpu":
