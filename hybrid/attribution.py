@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .augment import to_float
 
 # samples per forward+backward pass: 64 ran fastest for every method on 2 CPU cores at 28 px (activations
-# stay in cache; 256 was 10–20% slower, 512 up to 30%: bench/bench_attribution.py --batch-sweep)
+# stay in cache; 256 ran 8–18% slower, 512 up to 30%: the sweep printed by bench/bench_attribution.py)
 MAX_BATCH = 64
 METHODS = ("gradient", "smoothgrad", "integrated_gradients", "gradcam", "expected_gradients", "random")
 # how each method's (N, C, H, W) attribution becomes one map: magnitude for raw gradients, signed
