@@ -54,19 +54,24 @@ def pixel_batch(batch_size: int, images_u8: np.ndarray) -> int:
     return max(1, min(batch_size, batch_size * 28 * 28 // s))
 
 
+def _inference_batches(model, images_u8: np.ndarray, batch_size: int, device):
+    """Float batches (B, C, S, S) in [0, 1] on `device` (channels-last on the CPU), pixel_batch-sized;
+    puts the model in eval mode."""
+    model.eval()
+    device = torch.device(device)
+    step = pixel_batch(batch_size, images_u8)
+    for i in range(0, len(images_u8), step):
+        x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + step]))).to(device)
+        yield x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
+
+
 @torch.no_grad()
 def predict_proba(model, images_u8: np.ndarray, batch_size: int = 128, tta: bool = False,
                   device: torch.device | str = "cpu") -> np.ndarray:
     """Softmax probabilities (N, K) for uint8 images (N, S, S, C); TTA averages the 8 dihedral views.
     batch_size: images per pass at 28 px (see pixel_batch)."""
-    model.eval()
-    device = torch.device(device)
     out = []
-    batch_size = pixel_batch(batch_size, images_u8)
-    for i in range(0, len(images_u8), batch_size):
-        x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
-        if device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+    for x in _inference_batches(model, images_u8, batch_size, device):
         views = list(dihedral_views(x)) if tta else [x]
         p = sum(F.softmax(model(v).float(), dim=1) for v in views) / len(views)
         out.append(p.cpu().numpy())
@@ -77,14 +82,8 @@ def predict_proba(model, images_u8: np.ndarray, batch_size: int = 128, tta: bool
 def embed_and_proba(model, images_u8: np.ndarray, batch_size: int = 128, device="cpu") -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (N, D) and softmax probabilities (N, K) from one forward pass (no TTA);
     batch_size: images per pass at 28 px (see pixel_batch)."""
-    model.eval()
-    device = torch.device(device)
     emb, proba = [], []
-    batch_size = pixel_batch(batch_size, images_u8)
-    for i in range(0, len(images_u8), batch_size):
-        x = to_float(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))).to(device)
-        if device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+    for x in _inference_batches(model, images_u8, batch_size, device):
         e = model.embed(x)
         emb.append(e.float().cpu().numpy())
         proba.append(F.softmax(model.classify(e).float(), dim=1).cpu().numpy())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybrid.augment import augment, dihedral_views
+from hybrid.augment import augment, dihedral_views, to_float
 from hybrid.data import load_dataset
 from hybrid.train import MemoryStore, train_backbone
 
@@ -153,7 +153,6 @@ def test_embed_and_proba_is_one_pass_of_the_same_model(data_root):
     emb, proba = embed_and_proba(m, imgs, batch_size=32)
     assert emb.shape == (70, 16) and proba.shape == (70, 7)
     np.testing.assert_allclose(proba, predict_proba(m, imgs, batch_size=64), rtol=1e-5, atol=1e-6)
-    from hybrid.augment import to_float
     with torch.no_grad():
         ref = m.embed(to_float(torch.from_numpy(imgs))).numpy()
     np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5)
