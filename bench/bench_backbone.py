@@ -59,7 +59,7 @@ def main() -> int:
         rows.append({
             "seed": seed, "acc": metrics["test"]["acc"], "auc": metrics["test"]["auc"],
             "acc_tta": metrics["test_tta"]["acc"], "auc_tta": metrics["test_tta"]["auc"],
-            "best_epoch": m["train"]["best_epoch"], "epochs": epochs,
+            "best_epoch": m["train"]["best_epoch"], "val_auc": m["train"]["best_val_auc"], "epochs": epochs,
             "train_s": st["train"]["wall_s"], "s_per_epoch": st["train"]["wall_s"] / max(epochs, 1),
             "total_s": sum(v["wall_s"] for v in st.values()),
             "peak_rss_mb": max(v["peak_rss_mb"] for v in st.values()), "device": m["train"]["device"],
@@ -69,16 +69,16 @@ def main() -> int:
              f"python {platform.python_version()}.",
              f"Command: `python bench/bench_backbone.py --config {args.config} --seeds {' '.join(map(str, args.seeds))}"
              + (f" --epochs {args.epochs}" if args.epochs else "") + "`", "",
-             "| seed | test ACC | test AUC | ACC (TTA) | AUC (TTA) | best epoch | epochs | s/epoch | train s | total s | peak RSS MiB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| seed | best val AUC | test ACC | test AUC | ACC (TTA) | AUC (TTA) | best epoch | epochs | s/epoch | train s | total s | peak RSS MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['seed']} | {r['acc']:.4f} | {r['auc']:.4f} | {r['acc_tta']:.4f} | {r['auc_tta']:.4f} | "
+        lines.append(f"| {r['seed']} | {r['val_auc']:.4f} | {r['acc']:.4f} | {r['auc']:.4f} | {r['acc_tta']:.4f} | {r['auc_tta']:.4f} | "
                      f"{r['best_epoch']} | {r['epochs']} | {r['s_per_epoch']:.1f} | {r['train_s']:.0f} | {r['total_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     if len(rows) > 1:
         def ms(k):
             v = np.array([r[k] for r in rows])
             return f"{v.mean():.4f} ± {v.std(ddof=1):.4f} (min {v.min():.4f}, max {v.max():.4f})"
-        lines += ["", f"Mean ± sd over {len(rows)} seeds: ACC {ms('acc')}; AUC {ms('auc')}; "
+        lines += ["", f"Mean ± sd over {len(rows)} seeds: best val AUC {ms('val_auc')}; test ACC {ms('acc')}; AUC {ms('auc')}; "
                   f"with TTA: ACC {ms('acc_tta')}; AUC {ms('auc_tta')}."]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -71,3 +71,15 @@ def test_bad_config_key(tmp_path, capsys):
     bad.write_text("[train]\nepoch = 3\n")
     assert main(["train", "--config", str(bad), "--runs-dir", str(tmp_path)]) == 2
     assert "unknown key 'train.epoch'" in capsys.readouterr().err
+
+
+def test_readme_python_example_runs(run):
+    """The README's 'From Python' block, run as written against a finished run folder."""
+    text = (PROJECT / "README.md").read_text()
+    block = text.split("## From Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert 'RunDir.open("artifacts/runs/default")' in block
+    ns: dict = {}
+    exec(compile(block.replace("artifacts/runs/default", str(run)), "README.md", "exec"), ns)
+    assert ns["proba"].shape == (2005, 7) and ns["p"].shape == (2005, 7)
+    assert ns["emb"].shape == (2005, ns["model"].embed_dim)
+    assert np.allclose(ns["p"], predict_proba(ns["model"], ns["test"].images), atol=1e-5)
