@@ -29,8 +29,9 @@ def hybrid(*args: str) -> None:
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-# Runs seen before rule v2 was fixed (hybrid/audit.py); every other row is held out from its design.
-DESIGN_RUNS = {(0, "ruler"), (1, "ruler")}
+# Runs seen before rule v2 was fixed (hybrid/audit.py), all width-32 backbones (the default then);
+# every other row is held out from its design.
+DESIGN_RUNS = {(0, "ruler", 32), (1, "ruler", 32)}
 RESULTS = ROOT / "bench" / "results_planted_shortcut"
 
 
@@ -47,7 +48,7 @@ def main() -> int:
     args = ap.parse_args()
     preset = Path(args.config).stem
     store = RESULTS.with_suffix(".json")
-    rows = {(r["seed"], r["kind"], r["model"]): r for r in (json.loads(store.read_text()) if store.exists() else [])}
+    rows = {key(r): r for r in (json.loads(store.read_text()) if store.exists() else [])}
     for seed in args.seeds:
         for planted in (False, True):
             name = f"{preset}-seed{seed}" + (f"-planted-{args.stamp}" if planted else "")
@@ -65,13 +66,14 @@ def main() -> int:
             audit = json.loads(audit_file.read_text())
             manifest = json.loads((run / "manifest.json").read_text())
             enr = audit["shortcut"]["enrichment"]
-            row = {"seed": seed, "model": "planted" if planted else "clean", **audit["shortcut"],
+            width = manifest["config"]["model"]["width"]
+            row = {"seed": seed, "model": "planted" if planted else "clean", "width": width, **audit["shortcut"],
                    "flagged_v1": AU.shortcut_flag(enr, AU.FLAG_METHODS_V1)[0], "flagged_v2": AU.shortcut_flag(enr)[0],
-                   "design": (seed, args.stamp) in DESIGN_RUNS,
+                   "design": (seed, args.stamp, width) in DESIGN_RUNS,
                    "n_stamped_train": manifest.get("data", {}).get("stamp", {}).get("n_stamped", 0),
                    "audit_s": manifest["stages"]["audit"]["wall_s"]}
-            rows[(seed, args.stamp, row["model"])] = row
-    rows = [rows[k] for k in sorted(rows, key=lambda k: (k[1] != "ruler", k[1], k[0], k[2]))]
+            rows[key(row)] = row
+    rows = [rows[k] for k in sorted(rows, key=lambda k: (-k[3], k[1] != "ruler", k[1], k[0], k[2]))]
     store.write_text(json.dumps(rows, indent=1, default=bool))
     text = render(rows, args)
     print(text)
@@ -79,11 +81,18 @@ def main() -> int:
     return 0
 
 
+def key(row: dict) -> tuple:
+    """A row per model: (seed, stamp, clean|planted, backbone width); rows stored before the width
+    was recorded are the width-32 runs of the first version of this table."""
+    return row["seed"], row["kind"], row["model"], row.setdefault("width", 32)
+
+
 def render(rows: list[dict], args) -> str:
     yes = lambda b: "**yes**" if b else "no"  # noqa: E731
     lines = ["# Planted-shortcut check", "",
              "Commands: `python bench/planted_shortcut.py --seeds 0 1 --stamp ruler`, then `--seeds 2 --stamp ruler` and "
-             "`--seeds 0 --stamp dot`. Planted runs: the stamp on "
+             "`--seeds 0 --stamp dot` (backbone width 32, the default then), and after the default became width 24, "
+             "`--seeds 0 --stamp ruler` again. Planted runs: the stamp on "
              f"{args.fraction:.0%} of class {args.klass} (melanoma) and {args.fraction_other:.0%} of every other class in train; "
              "val and test untouched; the default preset otherwise. Every model, clean or planted, is then probed with "
              "the same stamp drawn on a fixed sample of test images.", "",
@@ -91,13 +100,13 @@ def render(rows: list[dict], args) -> str:
              f"gradients) of the stamp-region enrichment (attribution share ÷ area share) is ≥ {AU.FLAG_ENRICHMENT:g}. "
              "It missed both planted ruler models of the design runs. Rule v2, fixed after the design runs and before "
              f"the held-out ones: SHAP (expected gradients) enrichment alone ≥ {AU.FLAG_ENRICHMENT:g} (why: hybrid/audit.py).", "",
-             "| runs | stamp | seed | model | stamped train images | ACC clean | ACC stamped | predictions changed | "
+             "| runs | width | stamp | seed | model | stamped train images | ACC clean | ACC stamped | predictions changed | "
              "CNN-majority → melanoma | melanoma rate clean → stamped | enrichment: gradient / SmoothGrad / Grad-CAM / SHAP | "
              "flagged v1 | flagged v2 | artifact concepts' SHAP rank | audit s |",
-             "| --- |" * 1 + " --- |" * 14]
+             "| --- |" * 1 + " --- |" * 15]
     for r in rows:
         e = r["enrichment"]
-        lines.append(f"| {'design' if r['design'] else 'held out'} | {r['kind']} | {r['seed']} | {r['model']} | {r['n_stamped_train']} | "
+        lines.append(f"| {'design' if r['design'] else 'held out'} | {r['width']} | {r['kind']} | {r['seed']} | {r['model']} | {r['n_stamped_train']} | "
                      f"{r['acc_clean']:.3f} | {r['acc_stamped']:.3f} | {r['flip_rate']:.1%} | {r['majority_to_target']:.1%} | "
                      f"{r['target_rate_clean']:.1%} → {r['target_rate_stamped']:.1%} | "
                      + " / ".join(f"{e[m]:.2f}" if m in e else "–" for m in ("gradient", "smoothgrad", "gradcam", "expected_gradients"))

@@ -127,7 +127,7 @@ class DermaCNN(nn.Module):
     def fused(self) -> "DermaCNN":
         """An inference copy: eval mode, every BatchNorm folded into the convolution before it
         (torch's fuse_conv_bn_eval), channels-last weights. The same function up to float rounding
-        (tests/test_train.py) and, on 2 CPU cores, 1.15–1.3x the forward and input-gradient
+        (tests/test_train.py) and, on 2 CPU cores, 1.15–1.45x the forward and input-gradient
         throughput (bench/bench_attribution.py). For prediction and attribution only: its
         state_dict no longer matches the architecture, so checkpoints keep the unfused model."""
         m = copy.deepcopy(self).eval()
