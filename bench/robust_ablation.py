@@ -2,7 +2,7 @@
 """Ablation of the acquisition-shift recipe (issue 7): what colour constancy and acquisition
 augmentation each buy on DermaMNIST val/test and on the external PH2 set.
 
-    python bench/robust_ablation.py            # trains what is missing (about 12 min a recipe on 2 cores)
+    python bench/robust_ablation.py            # trains what is missing (about 8 min a recipe on 2 cores)
 
 Every recipe: train (seed 0) → features → surrogates → `hybrid evaluate RUN --name ph2`. The
 recipe and its threshold are chosen on DermaMNIST validation only; PH2 is read, never fitted to.
