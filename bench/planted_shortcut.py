@@ -82,9 +82,8 @@ def main() -> int:
 
 
 def key(row: dict) -> tuple:
-    """A row per model: (seed, stamp, clean|planted, backbone width); rows stored before the width
-    was recorded are the width-32 runs of the first version of this table."""
-    return row["seed"], row["kind"], row["model"], row.setdefault("width", 32)
+    """A row per model: (seed, stamp, clean|planted, backbone width)."""
+    return row["seed"], row["kind"], row["model"], row["width"]
 
 
 def render(rows: list[dict], args) -> str:
