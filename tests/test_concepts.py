@@ -101,3 +101,52 @@ def test_streamed_and_parallel_measurement_equal_one_pass(real_npz, monkeypatch)
     monkeypatch.setattr(C, "_measure", counted)
     streamed = measure_concepts(x)
     assert calls == [90] * 5 and np.array_equal(streamed, one)
+
+
+@pytest.fixture(scope="module")
+def ham_root():
+    from hybrid.data import default_metadata_root
+    from hybrid.source_images import TAR
+
+    root = default_metadata_root()
+    if root is None or not (root / TAR).is_file():
+        pytest.skip("HAM10000 source images not found beside the project")
+    return root
+
+
+def test_source_images_resized_are_dermamnist_exactly(real_npz, ham_root):
+    """DermaMNIST is the source images resized bicubic without crop: at 28 px the tar's images match
+    the npz byte for byte (the unpacked folder's are checked below)."""
+    from hybrid.data import load_metadata
+    from hybrid.source_images import load_source_images
+
+    meta = load_metadata(ham_root)
+    ids = meta[meta["split"] == "test"].set_index("index").loc[range(12), "image_id"].tolist()
+    src = load_source_images(ids, 28, ham_root)
+    assert src.dtype == np.uint8 and np.array_equal(src, real_npz["test_images"][:12])
+    big = load_source_images(ids[:3], 128, ham_root)
+    assert big.shape == (3, 128, 128, 3)
+    # measured on 128 px, a concept of the same lesion stays close to its 28-px value (lesion mean L*)
+    j = CONCEPT_NAMES.index("lesion_L")
+    assert np.abs(measure_concepts(big)[:, j] - measure_concepts(src[:3])[:, j]).max() < 10
+
+
+def test_source_images_from_folder_and_bad_input(ham_root, real_npz, tmp_path):
+    import tarfile
+
+    from hybrid.data import load_metadata
+    from hybrid.errors import HybridError
+    from hybrid.source_images import FOLDER, TAR, load_source_images
+
+    meta = load_metadata(ham_root)
+    ids = meta[meta["split"] == "test"].set_index("index").loc[range(3), "image_id"].tolist()
+    with tarfile.open(ham_root / TAR) as tf:
+        for i in ids:
+            tf.extract(f"{FOLDER}/{i}.jpg", tmp_path, filter="data")
+    assert np.array_equal(load_source_images(ids, 28, tmp_path), real_npz["test_images"][:3])
+    with pytest.raises(HybridError, match=r"ISIC_9999999\.jpg does not exist"):
+        load_source_images(["ISIC_9999999"], 28, tmp_path)
+    with pytest.raises(HybridError, match="has no image for image_id 'ISIC_9999999'"):
+        load_source_images(["ISIC_9999999"], 28, ham_root)
+    with pytest.raises(HybridError, match="No HAM10000 source images in"):
+        load_source_images(ids, 28, tmp_path / "empty")
