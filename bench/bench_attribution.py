@@ -54,6 +54,16 @@ def timed(fn, repeat: int = 1) -> float:
     return best
 
 
+def paired(ours, ref, rounds: int) -> tuple[float, float, list[float]]:
+    """Time two implementations in alternating rounds (ours, ref, ours, ref, …) so that a drift in the
+    machine's speed hits both: (best ours s, best ref s, per-round ratios ref s / ours s)."""
+    o, r = [], []
+    for _ in range(rounds):
+        o.append(timed(ours))
+        r.append(timed(ref))
+    return min(o), min(r), [b / a for a, b in zip(o, r)]
+
+
 def raw_fwd_bwd(model, x, target, batch: int, repeat: int = 3) -> float:
     """Samples/s of plain forward + backward to the input, parameters frozen (the ceiling); best of `repeat`."""
     def run():
@@ -113,28 +123,34 @@ def main() -> int:
     print({"gradient img/s by samples per pass": sweep, "unfused model": unfused_ips}, flush=True)
     rows = []
 
-    def add(name, ours_s, samples, ref_name=None, ref_s=None, ref_n=None):
+    def add(name, ours_s, samples, ref_name=None, ref_s=None, ref_n=None, rounds=None):
         ips = n / ours_s
         row = {"method": name, "img_per_s": ips, "samples_per_img": samples,
                "of_raw": ips * samples / raw}
         if ref_s is not None:
             row.update(ref=ref_name, ref_img_per_s=ref_n / ref_s, speedup=ips / (ref_n / ref_s))
+        if rounds:
+            row["round_ratios"] = rounds
         rows.append(row)
         print(row, flush=True)
 
     sal = Saliency(model)
-    add("gradient", timed(lambda: A.attribute(model, x, target, "gradient", max_batch=mb), 3), 1,
-        "captum Saliency", timed(lambda: [sal.attribute(x[i:i + mb], target=target[i:i + mb], abs=False)
-                                          for i in range(0, n, mb)], 3), n)
+    # gradient and IG are the same computation as Captum's: alternate the two, best of each, and keep
+    # every round's ratio, so the reader sees the ratio's spread on this machine
+    o, r, ratios = paired(lambda: A.attribute(model, x, target, "gradient", max_batch=mb),
+                          lambda: [sal.attribute(x[i:i + mb], target=target[i:i + mb], abs=False)
+                                   for i in range(0, n, mb)], 3)
+    add("gradient", o, 1, "captum Saliency", r, n, ratios)
     nt = NoiseTunnel(sal)
     add("smoothgrad (16)", timed(lambda: A.attribute(model, x, target, "smoothgrad", n_samples=16, max_batch=mb)), 16,
         "captum NoiseTunnel(Saliency)", timed(lambda: [nt.attribute(x[i:i + 64], target=target[i:i + 64], nt_type="smoothgrad",
                                                                      nt_samples=16, stdevs=0.15, abs=False)
                                                         for i in range(0, n, 64)]), n)
     ig = IntegratedGradients(model)
-    add("integrated_gradients (32)", timed(lambda: A.attribute(model, x, target, "integrated_gradients", n_steps=32, max_batch=mb)), 32,
-        "captum IntegratedGradients", timed(lambda: [ig.attribute(x[i:i + 64], target=target[i:i + 64], n_steps=32,
-                                                                  internal_batch_size=mb) for i in range(0, n, 64)]), n)
+    o, r, ratios = paired(lambda: A.attribute(model, x, target, "integrated_gradients", n_steps=32, max_batch=mb),
+                          lambda: [ig.attribute(x[i:i + 64], target=target[i:i + 64], n_steps=32, internal_batch_size=mb)
+                                   for i in range(0, n, 64)], 3)
+    add("integrated_gradients (32)", o, 32, "captum IntegratedGradients", r, n, ratios)
     add("gradcam", timed(lambda: A.attribute(model, x, target, "gradcam", max_batch=mb), 2), 1)
     k = args.n_shap_ref
     ge = shap.GradientExplainer(model, bg, batch_size=50)
@@ -165,7 +181,12 @@ def main() -> int:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ref = (f"{r['ref']} | {r['ref_img_per_s']:.1f} | {r['speedup']:.2f}×" if "ref" in r else "– | – | –")
+        if "round_ratios" in r:
+            ref += " (rounds: " + ", ".join(f"{v:.2f}" for v in r["round_ratios"]) + ")"
         lines.append(f"| {r['method']} | {r['img_per_s']:.1f} | {r['samples_per_img']} | {r['of_raw']:.0%} | {ref} |")
+    lines += ["", "Gradient and Integrated Gradients run the same computation as Captum's (same model, batches of "
+              f"{mb} samples): both were timed in three alternating rounds (ours, Captum, ours, …); the ratio is best "
+              "against best, and the per-round ratios in brackets show how far this machine's speed drifts between runs."]
     lines += ["", "Gradient img/s by samples per pass (folded model): "
               + ", ".join(f"{b}: {v:.0f}" for b, v in sweep.items())
               + f". The checkpoint's unfused model (BatchNorm as separate layers), batch {mb}: {unfused_ips:.0f} img/s; "
