@@ -37,7 +37,10 @@ def _open(root: Path):
     tar_path = root / TAR
     if not tar_path.is_file():
         raise HybridError(f"No HAM10000 source images in {root}: expected the folder {FOLDER}/ or the file {TAR}.")
-    tf = tarfile.open(tar_path)
+    try:
+        tf = tarfile.open(tar_path)
+    except tarfile.TarError as e:
+        raise HybridError(f"{tar_path} is not a readable tar file ({e}); expected the HAM10000 source-image archive.") from None
     members = {Path(m.name).stem: m for m in tf.getmembers() if m.isfile() and m.name.endswith(".jpg")}
 
     def get(image_id: str):
@@ -64,7 +67,10 @@ def load_source_images(image_ids, size: int, root=None) -> np.ndarray:
     try:
         for k, image_id in enumerate(ids):
             with get(image_id) as f:
-                out[k] = np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BICUBIC))
+                try:
+                    out[k] = np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BICUBIC))
+                except OSError as e:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+                    raise HybridError(f"Source image '{image_id}' in {root} is not a readable JPEG ({e}).") from None
     finally:
         if tf is not None:
             tf.close()

@@ -150,3 +150,10 @@ def test_source_images_from_folder_and_bad_input(ham_root, real_npz, tmp_path):
         load_source_images(["ISIC_9999999"], 28, ham_root)
     with pytest.raises(HybridError, match="No HAM10000 source images in"):
         load_source_images(ids, 28, tmp_path / "empty")
+    (tmp_path / FOLDER / f"{ids[0]}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(HybridError, match=f"Source image '{ids[0]}' in .* is not a readable JPEG"):
+        load_source_images(ids, 28, tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / TAR).write_bytes(b"not a tar")
+    with pytest.raises(HybridError, match="is not a readable tar file"):
+        load_source_images(ids, 28, tmp_path / "bad")
