@@ -16,6 +16,7 @@ on the embedding). Writes bench/results_concepts.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -70,8 +71,6 @@ def main() -> int:
     for s in SPLITS:
         with np.load(run / "features" / f"{s}.npz") as z:
             T[s] = {k: z[k] for k in ("pred", "concepts", "cnn_concepts", "embeddings", "index")}
-    import json
-
     seed = json.loads((run / "manifest.json").read_text())["config"]["run"]["seed"]
     d28, d64 = load_dataset("dermamnist", 28), load_dataset("dermamnist", 64)
     for s in SPLITS:
