@@ -130,14 +130,14 @@ def main() -> int:
     print({"gradient img/s by samples per pass": sweep, "unfused model": unfused_ips}, flush=True)
     rows = []
 
-    def add(name, ours_s, samples, ref_name=None, ref_s=None, ref_n=None, rounds=None):
+    def add(name, ours_s, samples, ref_name=None, ref_s=None, ref_n=None, passes=None):
         ips = n / ours_s
         row = {"method": name, "img_per_s": ips, "samples_per_img": samples,
                "of_raw": ips * samples / raw}
         if ref_s is not None:
             row.update(ref=ref_name, ref_img_per_s=ref_n / ref_s, speedup=ips / (ref_n / ref_s))
-        if rounds:
-            row["round_ratios"] = rounds
+        if passes:
+            row["pass_ratios"] = passes
         rows.append(row)
         print(row, flush=True)
 
@@ -187,8 +187,8 @@ def main() -> int:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ref = (f"{r['ref']} | {r['ref_img_per_s']:.1f} | {r['speedup']:.2f}×" if "ref" in r else "– | – | –")
-        if "round_ratios" in r:
-            ref += " (passes: " + ", ".join(f"{v:.2f}" for v in r["round_ratios"]) + ")"
+        if "pass_ratios" in r:
+            ref += " (passes: " + ", ".join(f"{v:.2f}" for v in r["pass_ratios"]) + ")"
         lines.append(f"| {r['method']} | {r['img_per_s']:.1f} | {r['samples_per_img']} | {r['of_raw']:.0%} | {ref} |")
     lines += ["", "Gradient and Integrated Gradients run the same computation as Captum's (same model, batches of "
               f"{mb} samples). They were timed interleaved: chunk by chunk ({mb} images for gradient, 16 for IG), "
