@@ -44,13 +44,14 @@ def fuse(p_cnn: np.ndarray, p_concepts: np.ndarray, w: float) -> np.ndarray:
 
 
 def row(name: str, w: float, q: dict, y: dict) -> dict:
-    """Test ACC/AUC and melanoma-vs-nevus numbers on test and PH2 at the validation operating point."""
+    """Test ACC/AUC of the probabilities as given, and melanoma-vs-nevus numbers on test and PH2 after
+    temperature scaling, at the validation-chosen operating point."""
+    acc, auc = accuracy(y["test"], q["test"]), auc_ovr(y["test"], q["test"])  # as hybrid.evaluate: uncalibrated
     t = fit_temperature(q["val"], y["val"])
     q = {k: calibrate(v, t) for k, v in q.items()}
     thr = threshold_for_sensitivity(q["val"][:, MEL], y["val"] == MEL, 0.80)
     bt, bp = (binary_view(q[s], y[s], thr, MEL, NEV, n_boot=200) for s in ("test", "ph2"))
-    return {"name": name, "w": w, "acc": accuracy(y["test"], q["test"]), "auc": auc_ovr(y["test"], q["test"]),
-            "test_mel_auc": bt["auc"], "ph2_auc": bp["auc"], "ph2_ci": bp["auc_ci95"],
+    return {"name": name, "w": w, "acc": acc, "auc": auc, "test_mel_auc": bt["auc"], "ph2_auc": bp["auc"], "ph2_ci": bp["auc_ci95"],
             "ph2_sens": bp["sensitivity"], "ph2_spec": bp["specificity"]}
 
 
