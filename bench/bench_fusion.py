@@ -51,8 +51,8 @@ def row(name: str, w: float, q: dict, y: dict) -> dict:
     q = {k: calibrate(v, t) for k, v in q.items()}
     thr = threshold_for_sensitivity(q["val"][:, MEL], y["val"] == MEL, 0.80)
     bt, bp = (binary_view(q[s], y[s], thr, MEL, NEV, n_boot=200) for s in ("test", "ph2"))
-    return {"name": name, "w": w, "acc": acc, "auc": auc, "test_mel_auc": bt["auc"], "ph2_auc": bp["auc"], "ph2_ci": bp["auc_ci95"],
-            "ph2_sens": bp["sensitivity"], "ph2_spec": bp["specificity"]}
+    return {"name": name, "w": w, "acc": acc, "auc": auc, "test_mel_auc": bt["auc"],
+            "ph2_auc": bp["auc"], "ph2_ci": bp["auc_ci95"], "ph2_sens": bp["sensitivity"], "ph2_spec": bp["specificity"]}
 
 
 def main() -> int:
@@ -63,6 +63,11 @@ def main() -> int:
     args = ap.parse_args()
     import xgboost as xgb
 
+    for run in args.runs:
+        if not (ROOT / run / "predictions" / "val_proba.npy").is_file():
+            print(f"{run} has no predictions/val_proba.npy; make the runs first with "
+                  "`python bench/bench_backbone.py --config configs/default.toml --seeds 0 1 2`.", file=sys.stderr)
+            return 2
     ds = load_dataset("dermamnist", 28)
     ph2_imgs, y_ph2 = load_external(default_external("ph2", 28), 28)
     y = {s: ds.splits[s].labels.reshape(-1) for s in ("train", "val", "test")}
