@@ -18,21 +18,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid.artifacts import RunDir  # noqa: E402
-from hybrid.attribution import images_to_tensor  # noqa: E402
 from hybrid.concepts import measure_concepts  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
 from hybrid.external import default_external, load_external  # noqa: E402
 from hybrid.metrics import accuracy, auc_ovr  # noqa: E402
-from hybrid.operating import binary_view, calibrate, fit_temperature, threshold_for_sensitivity  # noqa: E402
+from hybrid.evaluate_stage import operating_point, set_metrics  # noqa: E402
 from hybrid.stages import load_backbone  # noqa: E402
+from hybrid.train import predict_proba  # noqa: E402
 
-MEL, NEV = 4, 5
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -43,16 +41,14 @@ def fuse(p_cnn: np.ndarray, p_concepts: np.ndarray, w: float) -> np.ndarray:
     return z / z.sum(1, keepdims=True)
 
 
-def row(name: str, w: float, q: dict, y: dict) -> dict:
-    """Test ACC/AUC of the probabilities as given, and melanoma-vs-nevus numbers on test and PH2 after
-    temperature scaling, at the validation-chosen operating point."""
-    acc, auc = accuracy(y["test"], q["test"]), auc_ovr(y["test"], q["test"])  # as hybrid.evaluate: uncalibrated
-    t = fit_temperature(q["val"], y["val"])
-    q = {k: calibrate(v, t) for k, v in q.items()}
-    thr = threshold_for_sensitivity(q["val"][:, MEL], y["val"] == MEL, 0.80)
-    bt, bp = (binary_view(q[s], y[s], thr, MEL, NEV, n_boot=200) for s in ("test", "ph2"))
-    return {"name": name, "w": w, "acc": acc, "auc": auc, "test_mel_auc": bt["auc"],
-            "ph2_auc": bp["auc"], "ph2_ci": bp["auc_ci95"], "ph2_sens": bp["sensitivity"], "ph2_spec": bp["specificity"]}
+def row(name: str, w: float, q: dict, y: dict, run: RunDir) -> dict:
+    """Test ACC/AUC of the probabilities as given, and the melanoma-vs-nevus view on test and PH2 at
+    the operating point `hybrid evaluate` would fit on validation with `run`'s config."""
+    op = operating_point(run, {"val": {"proba": q["val"], "labels": y["val"]}})
+    bt, bp = (set_metrics(q[s], y[s], op, {}, n_boot=200)["binary"] for s in ("test", "ph2"))
+    return {"name": name, "w": w, "acc": accuracy(y["test"], q["test"]), "auc": auc_ovr(y["test"], q["test"]),
+            "test_mel_auc": bt["auc"], "ph2_auc": bp["auc"], "ph2_ci": bp["auc_ci95"],
+            "ph2_sens": bp["sensitivity"], "ph2_spec": bp["specificity"]}
 
 
 def main() -> int:
@@ -78,16 +74,15 @@ def main() -> int:
     cm = xgb.XGBClassifier(n_estimators=400, max_depth=4, learning_rate=0.05, subsample=0.8, colsample_bytree=0.8,
                            n_jobs=2, random_state=0).fit(np.asarray(c["train"]), y["train"])
     pc = {s: cm.predict_proba(np.asarray(c[s])) for s in ("val", "test", "ph2")}
-    rows = [row("concept model alone", 1.0, pc, y)]
-    for run in args.runs:
-        model = load_backbone(RunDir.open(ROOT / run))[0].fused()
-        with torch.no_grad():
-            p_ph2 = torch.softmax(model(images_to_tensor(ph2_imgs)), 1).numpy()
+    runs = [RunDir.open(ROOT / r) for r in args.runs]
+    rows = [row("concept model alone", 1.0, pc, y, runs[0])]
+    for run, rd in zip(args.runs, runs):
         p = {"val": np.load(ROOT / run / "predictions" / "val_proba.npy"),
-             "test": np.load(ROOT / run / "predictions" / "test_proba.npy"), "ph2": p_ph2}
+             "test": np.load(ROOT / run / "predictions" / "test_proba.npy"),
+             "ph2": predict_proba(load_backbone(rd)[0].fused(), ph2_imgs)}
         w = max(WEIGHTS, key=lambda v: auc_ovr(y["val"], fuse(p["val"], pc["val"], v)))
         for name, v in ((f"CNN {Path(run).name}", 0.0), (f"CNN {Path(run).name} + concepts", w)):
-            rows.append(row(name, v, {k: fuse(p[k], pc[k], v) for k in p}, y))
+            rows.append(row(name, v, {k: fuse(p[k], pc[k], v) for k in p}, y, rd))
             print(rows[-1], flush=True)
 
     lines = ["# CNN + concept-model fusion (an experiment, not in the product)", "",
