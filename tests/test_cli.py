@@ -9,17 +9,14 @@ from hybrid.stages import load_backbone
 from hybrid.train import predict_proba
 from hybrid.data import load_dataset
 
-from .conftest import PROJECT
+from .conftest import PROJECT, tampered_copy, tiny_cli_args, train_tiny_run
 
-ARGS = ["--config", str(PROJECT / "configs/quick.toml"), "--quiet", "--set", "data.subset=600",
-        "--set", "model.width=8", "--set", "train.epochs=2", "--set", "metrics.n_bootstrap=50"]
+ARGS = tiny_cli_args(epochs=2, n_bootstrap=50)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_root):
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", *ARGS, "--data-root", str(data_root), "--runs-dir", str(runs)]) == 0
-    return runs / "quick"
+    return train_tiny_run(tmp_path_factory, data_root, ARGS)
 
 
 def test_manifest_is_complete_and_checksums_verify(run):
@@ -48,12 +45,7 @@ def test_metrics_files_and_saved_model_agree(run, data_root):
 
 
 def test_tampered_file_is_refused(run, tmp_path, capsys):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
-    with open(copy / "backbone.pt", "ab") as f:
-        f.write(b"x")
+    copy = tampered_copy(run, tmp_path / "copy", "backbone.pt")
     assert main(["verify", str(copy)]) == 2
     err = capsys.readouterr().err
     assert "backbone.pt does not match its sha256" in err

@@ -8,17 +8,14 @@ from hybrid.cli import main
 from hybrid.concepts import CONCEPT_NAMES
 from hybrid.external import default_external
 
-from .conftest import PROJECT
+from .conftest import PROJECT, tampered_copy, tiny_cli_args, train_tiny_run
 
-ARGS = ["--config", str(PROJECT / "configs/quick.toml"), "--quiet", "--set", "data.subset=600",
-        "--set", "model.width=8", "--set", "train.epochs=1", "--set", "metrics.n_bootstrap=20"]
+ARGS = tiny_cli_args(epochs=1, n_bootstrap=20)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_root):
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", *ARGS, "--data-root", str(data_root), "--runs-dir", str(runs)]) == 0
-    run = runs / "quick"
+    run = train_tiny_run(tmp_path_factory, data_root, ARGS)
     assert main(["rules", str(run)]) == 2  # before the stages exist: a clear refusal
     assert main(["features", str(run), "--data-root", str(data_root)]) == 0
     assert main(["surrogates", str(run), "--n-bootstrap", "50"]) == 0
@@ -65,12 +62,7 @@ def test_rules_cli_filters_by_class(run, capsys):
 
 
 def test_tampered_surrogate_is_not_unpickled(run, tmp_path, capsys):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
-    with open(copy / "surrogates/concepts__tree.joblib", "ab") as f:
-        f.write(b"\0")
+    copy = tampered_copy(run, tmp_path / "copy", "surrogates/concepts__tree.joblib")
     assert main(["rules", str(copy)]) == 2
     assert "does not match its sha256" in capsys.readouterr().err
 
