@@ -85,8 +85,11 @@ def main() -> int:
             rows.append(row(name, v, {k: fuse(p[k], pc[k], v) for k in p}, y, rd))
             print(rows[-1], flush=True)
 
+    command = " ".join(["python bench/bench_fusion.py",
+                        *(["--runs", *args.runs] if args.runs != ap.get_default("runs") else []),
+                        *(["--out", args.out] if args.out != ap.get_default("out") else [])])
     lines = ["# CNN + concept-model fusion (an experiment, not in the product)", "",
-             "Command: `python bench/bench_fusion.py` (no-TTA probabilities of each run). The concept model is XGBoost "
+             f"Command: `{command}` (no-TTA probabilities of each run). The concept model is XGBoost "
              "on the 32 measured 28-px concepts fitted to the true train labels; fusion p ∝ p_cnn^(1−w)·p_concepts^w "
              "with w chosen on validation AUC. Operating point: temperature and 80%-sensitivity threshold fitted on "
              "validation. PH2: 40 melanomas, 160 nevi, evaluation only.", "",
