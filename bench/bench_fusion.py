@@ -99,12 +99,12 @@ def main() -> int:
         lines.append(f"| {r['name']} | {r['w']:.1f} | {r['acc']:.3f} | {r['auc']:.3f} | {r['test_mel_auc']:.3f} | "
                      f"{r['ph2_auc']:.3f} [{r['ph2_ci'][0]:.2f}, {r['ph2_ci'][1]:.2f}] | "
                      f"{r['ph2_sens']:.1%} / {r['ph2_spec']:.1%} |")
-    lines += ["", "Mean ± standard deviation over the runs:", ""]
+    lines += ["", "Mean ± sample standard deviation (ddof 1, as bench_backbone.py) over the runs:", ""]
     for label, keep in (("CNN", lambda r: r["name"].startswith("CNN") and r["w"] == 0),
                         ("CNN + concepts", lambda r: r["name"].endswith("+ concepts"))):
         sel = [r for r in rows if keep(r)]
         lines.append(f"- {label}: " + ", ".join(
-            f"{k} {np.mean([r[k] for r in sel]):.3f} ± {np.std([r[k] for r in sel]):.3f}"
+            f"{k} {np.mean([r[k] for r in sel]):.3f} ± {np.std([r[k] for r in sel], ddof=1):.3f}"
             for k in ("acc", "auc", "ph2_auc", "ph2_sens", "ph2_spec")))
     text = "\n".join(lines) + "\n"
     print(text)
