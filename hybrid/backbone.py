@@ -111,8 +111,11 @@ class DermaCNN(nn.Module):
         """Logits (B, n_classes) from embeddings (B, embed_dim): the head after the embedding."""
         return self.head(self.dropout(embedding))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embed(x))
+    def forward(self, x: torch.Tensor, with_concepts: bool = False):
+        """Logits (B, n_classes); with_concepts: also the concept head's scores (B, n_concepts) from the
+        same embedding (joint training; a keyword so DDP's forward hooks see it)."""
+        e = self.embed(x)
+        return (self.classify(e), self.concept_head(e)) if with_concepts else self.classify(e)
 
     def attach_concept_head(self, n_concepts: int) -> nn.Module:
         self.concept_head = nn.Linear(self.embed_dim, n_concepts)
@@ -147,9 +150,12 @@ def build_backbone(n_classes: int, in_channels: int, image_size: int, width: int
 
 
 def from_config(c: dict) -> DermaCNN:
-    """Rebuild a backbone from its saved `config` dict."""
-    return DermaCNN(c["n_classes"], c["in_channels"], c["image_size"], c["width"], c["blocks_per_stage"],
-                    c["dropout"], c.get("head", "avg"), c.get("embed_dim", 256), c.get("colour_constancy", 0))
+    """Rebuild a backbone from its saved `config` dict (with its concept head when it had one)."""
+    m = DermaCNN(c["n_classes"], c["in_channels"], c["image_size"], c["width"], c["blocks_per_stage"],
+                 c["dropout"], c.get("head", "avg"), c.get("embed_dim", 256), c.get("colour_constancy", 0))
+    if c.get("n_concepts"):
+        m.attach_concept_head(c["n_concepts"])
+    return m
 
 
 def n_parameters(model: nn.Module) -> int:

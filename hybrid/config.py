@@ -34,6 +34,7 @@ DEFAULTS: dict = {
         "class_weight": "sqrt",  # none | sqrt | balanced: loss weight ∝ freq^-0 / ^-0.5 / ^-1
         "ema_decay": 0.0,  # >0: evaluate and keep an exponential moving average of weights
         "mixup_alpha": 0.0,  # >0: mixup with Beta(alpha, alpha) mixing weights
+        "concept_weight": 0.0,  # >0: joint concept head, + weight × MSE to the standardised measured concepts
         "augment": {"flip": True, "rot90": True, "crop_pad": 2, "jitter": 0.1,
                     "acquisition": 0.0},  # >0: camera/dermoscope shift strength (hybrid.augment.acquisition_shift)
         "tta": True,  # average the 8 flips/rotations at evaluation

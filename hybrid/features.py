@@ -4,7 +4,9 @@ CNN-emitted concepts are linear probes on the frozen embedding (standardised rid
 one output per measured concept, penalty chosen by efficient leave-one-out CV on train). A probe
 does not change the classifier, so its test R² says how linearly the CNN's own embedding encodes
 each concept — the question an auditor asks — and its scores are what a surrogate on "CNN
-concepts" reads.
+concepts" reads. A backbone trained with a joint concept head (train.concept_weight > 0) is probed
+the same way: its head is itself linear on the embedding, fitted to the same targets, so the probe
+reads what the head was trained to emit.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import numpy as np
 from . import __version__
 from .artifacts import CheckpointStore, RunDir, git_commit, package_versions
 from .backbone import DermaCNN, from_config
+from .concepts import measure_concepts
 from .config import with_defaults
 from .data import file_md5, load_dataset
 from .errors import HybridError
@@ -65,6 +66,13 @@ def training_data(cfg: dict, data_root=None):
     return data, images, stamped
 
 
+def concept_targets(cfg: dict, train_images: np.ndarray) -> np.ndarray | None:
+    """Measured concepts of the train images when the config trains a joint concept head, else None."""
+    if cfg["train"]["concept_weight"] <= 0:
+        return None
+    return measure_concepts(train_images, n_jobs=-1)
+
+
 class _ReadOnly:
     """A checkpoint store that resumes from rank 0's checkpoint and never writes."""
 
@@ -84,7 +92,8 @@ def follow_train(cfg: dict, run_path: Path, data_root=None) -> None:
     data, train_images, _ = training_data(cfg, data_root)
     tr, va = data.splits["train"], data.splits["val"]
     store = _ReadOnly(CheckpointStore(RunDir(run_path)))
-    train_backbone(train_images, tr.labels, va.images, va.labels, data.n_classes, cfg, store, progress=False)
+    train_backbone(train_images, tr.labels, va.images, va.labels, data.n_classes, cfg, store, progress=False,
+                   concept_targets=concept_targets(cfg, train_images))
 
 
 def train_stage(cfg: dict, run: RunDir, data_root=None, progress: bool = True, stop_after: int | None = None) -> dict:
@@ -104,7 +113,8 @@ def train_stage(cfg: dict, run: RunDir, data_root=None, progress: bool = True, s
                                          "n_stamped_class": int((stamped & (tr.labels == st["class"])).sum())}
     with run.stage("train"):
         model, history, info = train_backbone(train_images, tr.labels, va.images, va.labels, data.n_classes, cfg,
-                                              CheckpointStore(run), progress, stop_after)
+                                              CheckpointStore(run), progress, stop_after,
+                                              concept_targets(cfg, train_images))
         run.write_json("history.json", history)
         if info["epochs_done"] < cfg["train"]["epochs"]:
             run.manifest["train"] = info

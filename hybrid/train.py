@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as D
 from .augment import augment, dihedral_views, to_float
-from .backbone import build_backbone
+from .backbone import build_backbone, from_config
 from .metrics import auc_ovr, accuracy
 
 
@@ -141,8 +141,13 @@ class MemoryStore:
 
 
 def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                   n_classes: int, cfg: dict, store=None, progress: bool = True, stop_after: int | None = None):
+                   n_classes: int, cfg: dict, store=None, progress: bool = True, stop_after: int | None = None,
+                   concept_targets: np.ndarray | None = None):
     """Train a DermaCNN on uint8 images (N, S, S, C) and int labels (N,).
+
+    With train.concept_weight > 0 a concept head is trained jointly: concept_targets (N, C), the
+    measured concepts of the unaugmented train images, standardised; the loss adds weight × their
+    mean squared error (dihedral augmentation leaves the concepts unchanged).
 
     cfg: the full config (sections 'run', 'model', 'train'). Each finished epoch is saved to
     `store`; if `store` holds a checkpoint, training continues from it and reaches the same
@@ -167,6 +172,15 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     model = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"],
                            mc["head"], mc["embed_dim"], mc["colour_constancy"])
     model.set_normalization(*channel_stats(model, train_x))
+    cw = tc["concept_weight"]
+    if cw > 0:
+        if concept_targets is None or len(concept_targets) != len(train_x):
+            raise ValueError("train.concept_weight > 0 needs concept_targets, one row per train image.")
+        if tc["mixup_alpha"] > 0:
+            raise ValueError("train.concept_weight and train.mixup_alpha cannot both be set.")
+        ct = np.asarray(concept_targets, np.float64)
+        ct = torch.tensor((ct - ct.mean(0)) / (ct.std(0) + 1e-8), dtype=torch.float32, device=device)
+        model.attach_concept_head(ct.shape[1])
     model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -221,6 +235,10 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
                     logits = net(lam * x + (1 - lam) * x[j])
                     loss = lam * F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"]) \
                         + (1 - lam) * F.cross_entropy(logits.float(), y[j], weight=weights, label_smoothing=tc["label_smoothing"])
+                elif cw > 0:
+                    logits, c_hat = net(x, with_concepts=True)
+                    loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"]) \
+                        + cw * F.mse_loss(c_hat.float(), D.shard(ct[idx]))
                 else:
                     logits = net(x)
                     loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"])
@@ -251,8 +269,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "ema": ema,
             "history": history, "best": best,
         })
-    final = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"],
-                           mc["head"], mc["embed_dim"], mc["colour_constancy"])
+    final = from_config(model.config)
     final.load_state_dict(best["state"] if best["state"] is not None else model.state_dict())
     final.eval()
     info = {"best_epoch": best["epoch"], "best_val_auc": best["auc"], "device": str(device),
