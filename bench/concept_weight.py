@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from hybrid.external import default_external  # noqa: E402
 SURROGATES = ("logistic", "tree", "xgboost")
 
 
@@ -47,12 +49,16 @@ def run_one(weight: float, seed: int, runs_dir: str) -> dict:
         _hybrid("features", str(run))
     if not _stage_done(run, "surrogates"):
         _hybrid("surrogates", str(run))
+    if not (run / "evaluate" / "ph2.json").exists():
+        _hybrid("evaluate", str(run), "--external", str(default_external("ph2", 28)), "--name", "ph2")
     m = json.loads((run / "manifest.json").read_text())
     assert m["config"]["train"].get("concept_weight", 0.0) == weight, f"{run} was trained with another weight"
     metrics = json.loads((run / "metrics.json").read_text())
+    ph2 = json.loads((run / "evaluate" / "ph2.json").read_text())["sets"]["ph2"]["binary"]
     fid = {r["name"]: r for r in json.loads((run / "surrogates" / "fidelity.json").read_text())}
     row = {"weight": weight, "seed": seed, "val_auc": m["train"]["best_val_auc"],
-           "acc": metrics["test"]["acc"], "auc": metrics["test"]["auc"], "majority": fid["majority"]["fidelity"]}
+           "acc": metrics["test"]["acc"], "auc": metrics["test"]["auc"], "majority": fid["majority"]["fidelity"],
+           "ph2_auc": ph2["auc"], "ph2_sens": ph2["sensitivity"], "ph2_spec": ph2["specificity"]}
     for s in SURROGATES:
         row[f"{s}_fid"], row[f"{s}_kappa"] = fid[f"concepts__{s}"]["fidelity"], fid[f"concepts__{s}"]["kappa"]
     return row
@@ -64,20 +70,27 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--runs-dir", default="artifacts/runs/bench")
     args = ap.parse_args()
+    if default_external("ph2", 28) is None:
+        print("PH2 not found: expected ../shared/data/external/ph2/ph2_28.npz beside the clone.", file=sys.stderr)
+        return 2
     rows = [run_one(w, s, args.runs_dir) for w in args.weights for s in args.seeds]
-    cols = ["val_auc", "acc", "auc", "majority"] + [f"{s}_{k}" for s in SURROGATES for k in ("fid", "kappa")]
-    header = ["| λ | seed | val AUC | test ACC | test AUC | majority fid | logistic fid / κ | tree ≤ 6 fid / κ | XGBoost fid / κ |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    cols = ["val_auc", "acc", "auc", "majority"] + [f"{s}_{k}" for s in SURROGATES for k in ("fid", "kappa")] \
+        + ["ph2_auc", "ph2_sens", "ph2_spec"]
+    header = ["| λ | seed | val AUC | test ACC | test AUC | majority fid | logistic fid / κ | tree ≤ 6 fid / κ | XGBoost fid / κ | PH2 AUC | PH2 sens / spec |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines = ["# Joint concept head: concept-surrogate fidelity against CNN accuracy", "",
              f"Command: `python bench/concept_weight.py --weights {' '.join(f'{w:g}' for w in args.weights)} "
              f"--seeds {' '.join(map(str, args.seeds))}`", "",
              "λ = train.concept_weight (0: the default CNN, no concept head). CNN: best val AUC (the selection "
              "criterion), test ACC / AUC without TTA. Surrogates: fitted to the CNN's train predictions on the "
              "measured concepts; test fidelity / Cohen's kappa with the CNN. Majority: the always-nevus floor. "
+             "PH2 (evaluation only): melanoma-vs-nevus AUC, and sensitivity / specificity at the operating point "
+             "chosen on validation (`hybrid evaluate RUN --external ph2_28.npz --name ph2`). "
              "Issue targets: XGBoost κ ≥ 0.75; tree depth ≤ 6 fidelity ≥ 0.85 and κ ≥ 0.60; logistic κ ≥ 0.55.", "",
              *header]
     fmt = lambda r: (f"{r['val_auc']:.4f} | {r['acc']:.3f} | {r['auc']:.3f} | {r['majority']:.3f} | "  # noqa: E731
-                     + " | ".join(f"{r[f'{s}_fid']:.3f} / {r[f'{s}_kappa']:.3f}" for s in SURROGATES))
+                     + " | ".join(f"{r[f'{s}_fid']:.3f} / {r[f'{s}_kappa']:.3f}" for s in SURROGATES)
+                     + f" | {r['ph2_auc']:.3f} | {r['ph2_sens']:.1%} / {r['ph2_spec']:.1%}")
     for r in rows:
         lines.append(f"| {r['weight']:g} | {r['seed']} | {fmt(r)} |")
     if len(args.seeds) > 1:

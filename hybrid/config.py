@@ -122,6 +122,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _merge(cfg, _parse_override(text), "", f"--set {text}")
     if cfg["train"]["class_weight"] not in ("none", "sqrt", "balanced"):
         raise HybridError("Config 'train.class_weight' must be one of none, sqrt, balanced.")
+    if cfg["train"]["concept_weight"] > 0 and cfg["train"]["mixup_alpha"] > 0:
+        raise HybridError("Config: train.concept_weight and train.mixup_alpha cannot both be set "
+                          "(a mixed image has no measured concepts).")
     if cfg["data"]["size"] not in (28, 64, 128, 224):
         raise HybridError(f"Config 'data.size' must be 28, 64, 128 or 224 (medmnist's sizes), got {cfg['data']['size']}.")
     return cfg

@@ -70,6 +70,9 @@ def concept_targets(cfg: dict, train_images: np.ndarray) -> np.ndarray | None:
     """Measured concepts of the train images when the config trains a joint concept head, else None."""
     if cfg["train"]["concept_weight"] <= 0:
         return None
+    if train_images.ndim != 4 or train_images.shape[-1] != 3:
+        raise HybridError(f"Config: train.concept_weight needs RGB images to measure concepts on; "
+                          f"'{cfg['data']['flag']}' has shape {train_images.shape[1:]}.")
     return measure_concepts(train_images, n_jobs=-1)
 
 

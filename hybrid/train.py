@@ -147,7 +147,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
 
     With train.concept_weight > 0 a concept head is trained jointly: concept_targets (N, C), the
     measured concepts of the unaugmented train images, standardised; the loss adds weight × their
-    mean squared error (dihedral augmentation leaves the concepts unchanged).
+    mean squared error (flips and 90° rotations leave the concepts unchanged, a 2-px shift nearly so).
 
     cfg: the full config (sections 'run', 'model', 'train'). Each finished epoch is saved to
     `store`; if `store` holds a checkpoint, training continues from it and reaches the same
@@ -176,8 +176,6 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     if cw > 0:
         if concept_targets is None or len(concept_targets) != len(train_x):
             raise ValueError("train.concept_weight > 0 needs concept_targets, one row per train image.")
-        if tc["mixup_alpha"] > 0:
-            raise ValueError("train.concept_weight and train.mixup_alpha cannot both be set.")
         ct = np.asarray(concept_targets, np.float64)
         ct = torch.tensor((ct - ct.mean(0)) / (ct.std(0) + 1e-8), dtype=torch.float32, device=device)
         model.attach_concept_head(ct.shape[1])

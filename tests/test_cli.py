@@ -65,6 +65,14 @@ def test_bad_config_key(tmp_path, capsys):
     assert "unknown key 'train.epoch'" in capsys.readouterr().err
 
 
+def test_concept_head_with_mixup_is_refused(tmp_path, capsys):
+    args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
+            "--set", "train.concept_weight=1.0", "--set", "train.mixup_alpha=0.2"]
+    assert main(args) == 2
+    assert "train.concept_weight and train.mixup_alpha cannot both be set" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_readme_python_example_runs(run):
     """The README's 'From Python' block, run as written against a finished run folder."""
     text = (PROJECT / "README.md").read_text()
