@@ -9,7 +9,7 @@ fidelity and kappa with that CNN. Validation AUC is the selection criterion; tes
     python bench/concept_weight.py --weights 0 1 5 20 --seeds 0
 
 Run names: default-seed<s> for λ = 0 (bench_backbone's runs), default-seed<s>-cw<λ> otherwise.
-Writes bench/results_concept_weight.md and prints it.
+Writes bench/results_concept_weight.md (or --out) and prints it.
 """
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ def main() -> int:
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0, 5.0, 20.0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--runs-dir", default="artifacts/runs/bench")
+    ap.add_argument("--out", default="bench/results_concept_weight.md")
     args = ap.parse_args()
     if default_external("ph2", 28) is None:
         print("PH2 not found: expected ../shared/data/external/ph2/ph2_28.npz beside the clone.", file=sys.stderr)
@@ -80,7 +81,8 @@ def main() -> int:
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines = ["# Joint concept head: concept-surrogate fidelity against CNN accuracy", "",
              f"Command: `python bench/concept_weight.py --weights {' '.join(f'{w:g}' for w in args.weights)} "
-             f"--seeds {' '.join(map(str, args.seeds))}`", "",
+             f"--seeds {' '.join(map(str, args.seeds))}"
+             + (f" --out {args.out}" if args.out != "bench/results_concept_weight.md" else "") + "`", "",
              "λ = train.concept_weight (0: the default CNN, no concept head). CNN: best val AUC (the selection "
              "criterion), test ACC / AUC without TTA. Surrogates: fitted to the CNN's train predictions on the "
              "measured concepts; test fidelity / Cohen's kappa with the CNN. Majority: the always-nevus floor. "
@@ -101,7 +103,7 @@ def main() -> int:
             lines.append(f"| {w:g} | mean of {len(sub)} | {fmt(mean)} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / "results_concept_weight.md"
+    out = ROOT / args.out
     out.write_text(text)
     print(f"wrote {out}")
     return 0
