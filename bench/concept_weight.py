@@ -82,7 +82,7 @@ def main() -> int:
     lines = ["# Joint concept head: concept-surrogate fidelity against CNN accuracy", "",
              f"Command: `python bench/concept_weight.py --weights {' '.join(f'{w:g}' for w in args.weights)} "
              f"--seeds {' '.join(map(str, args.seeds))}"
-             + (f" --out {args.out}" if args.out != "bench/results_concept_weight.md" else "") + "`", "",
+             + (f" --out {args.out}" if args.out != ap.get_default("out") else "") + "`", "",
              "λ = train.concept_weight (0: the default CNN, no concept head). CNN: best val AUC (the selection "
              "criterion), test ACC / AUC without TTA. Surrogates: fitted to the CNN's train predictions on the "
              "measured concepts; test fidelity / Cohen's kappa with the CNN. Majority: the always-nevus floor. "
