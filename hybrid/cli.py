@@ -217,7 +217,10 @@ def _explain_args(e) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="hybrid", description=__doc__)
+    p.add_argument("--version", action="version", version=f"hybrid {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the CNN backbone and evaluate it (resumes an interrupted run)")
     t.add_argument("--config", default="configs/default.toml", help="TOML preset (configs/quick|default|gpu.toml)")
