@@ -55,9 +55,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def package_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
-
-    out = {"hybrid": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in PACKAGES:
         try:
             out[name] = version(name)

@@ -1,3 +1,4 @@
+import importlib.metadata
 import json
 
 import numpy as np
@@ -24,7 +25,8 @@ def test_manifest_is_complete_and_checksums_verify(run):
     for key in ("config", "versions", "data", "seed", "git_commit", "stages", "files", "train"):
         assert key in m, key
     assert m["data"]["md5"] == "45f3783dfb11efb4ae98644d4a7ae5f5"
-    assert {"hybrid", "torch", "numpy", "medmnist", "scikit-learn", "python"} <= set(m["versions"])
+    assert m["hybrid_version"] == importlib.metadata.version("hybrid")
+    assert {"torch", "numpy", "medmnist", "scikit-learn", "python"} <= set(m["versions"])
     for stage in ("load_data", "train", "evaluate"):
         assert m["stages"][stage]["wall_s"] >= 0 and m["stages"][stage]["peak_rss_mb"] > 0
     for rel in ("backbone.pt", "metrics.json", "metrics.md", "history.json", "predictions/test_proba.npy"):
@@ -66,8 +68,6 @@ def test_bad_config_key(tmp_path, capsys):
 
 
 def test_version_matches_the_package_metadata(capsys):
-    import importlib.metadata
-
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0
