@@ -140,7 +140,7 @@ def _manifest_html(run: RunDir) -> str:
                    for k, v in man.get("stages", {}).items())
     vers = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in man.get("versions", {}).items())
     data = html.escape(str(man.get("data", {}).get("md5", man.get("data", {}))))
-    return (f"<p>Seed {man.get('seed')}, git commit <code>{html.escape(str(man.get('git_commit')))}</code>, "
+    return (f"<p>hybrid {html.escape(str(man.get('hybrid_version')))}, seed {man.get('seed')}, git commit <code>{html.escape(str(man.get('git_commit')))}</code>, "
             f"created {html.escape(str(man.get('created')))}. Every file's sha256: manifest.json "
             f"(<code>hybrid verify RUN</code>).</p><h3>Stage timings</h3><table><thead><tr><th>stage</th><th>wall s</th>"
             f"<th>peak RSS MiB</th></tr></thead><tbody>{rows}</tbody></table><h3>Versions</h3><table><tbody>{vers}</tbody>"
