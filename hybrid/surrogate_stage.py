@@ -110,6 +110,7 @@ def surrogates_stage(run: RunDir, n_boot: int = 1000) -> list[dict]:
                 t0 = time.perf_counter()
                 row = evaluate(s, Xte, te["pred"], te["proba"], te["labels"], n_boot, seed)
                 row.update({"surrogate": family, "features": "any" if family == "majority" else fs,
+                            "train_fidelity": float((s.predict(Xtr) == tr["pred"]).mean()),
                             "fit_s": round(fit_s, 3), "eval_s": round(time.perf_counter() - t0, 3)})
                 if family == "tree":
                     row["depth"] = s.complexity()["depth"]
@@ -120,7 +121,8 @@ def surrogates_stage(run: RunDir, n_boot: int = 1000) -> list[dict]:
                 rows.append(row)
             for r in sweep:
                 s = r.pop("surrogate")
-                r.update({"features": fs, "test_fidelity": float((s.predict(Xte) == te["pred"]).mean()),
+                r.update({"features": fs, "train_fidelity": float((s.predict(Xtr) == tr["pred"]).mean()),
+                          "test_fidelity": float((s.predict(Xte) == te["pred"]).mean()),
                           "test_kappa": evaluate(s, Xte, te["pred"], te["proba"], te["labels"], 0)["kappa"]})
                 sweeps.append(r)
         run.write_json("surrogates/fidelity.json", rows)
@@ -162,18 +164,20 @@ def fidelity_markdown(rows: list[dict]) -> str:
     f = lambda v: "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"  # noqa: E731
     ci = lambda r, k: f" [{r[k][0]:.3f}, {r[k][1]:.3f}]" if k in r else ""  # noqa: E731
     lines = ["# Surrogate fidelity (test split; surrogates fitted to the CNN's train predictions)", "",
-             f"| surrogate | features | fidelity {arrow['fidelity']} | kappa {arrow['kappa']} | balanced fidelity {arrow['balanced_fidelity']} | "
+             f"| surrogate | features | fidelity {arrow['fidelity']} | train fidelity | kappa {arrow['kappa']} | balanced fidelity {arrow['balanced_fidelity']} | "
              f"non-majority agreement {arrow['non_majority_fidelity']} | TV distance {arrow['tv_distance']} | ACC {arrow['acc']} | "
              f"AUC {arrow['auc']} | complexity | fit s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (r["features"] != "any", r["features"], r["surrogate"])):
         depth = f" (depth {r['depth']})" if "depth" in r else ""
         lines.append(f"| {r['surrogate']}{depth} | {r['features']} | {f(r['fidelity'])}{ci(r, 'fidelity_ci95')} | "
-                     f"{f(r['kappa'])}{ci(r, 'kappa_ci95')} | {f(r['balanced_fidelity'])} | {f(r['non_majority_fidelity'])} | "
+                     f"{f(r.get('train_fidelity'))} | {f(r['kappa'])}{ci(r, 'kappa_ci95')} | {f(r['balanced_fidelity'])} | {f(r['non_majority_fidelity'])} | "
                      f"{f(r.get('tv_distance'))} | {f(r.get('acc'))} | {f(r.get('auc'))} | "
                      f"{r['complexity']} {r['complexity_measure']} | {r['fit_s']:.2f} |")
     lines += ["", "↑ higher is better, ↓ lower is better. Brackets: bootstrap 95% intervals over test images.", ""]
     lines += [f"- **{k}**: {d}" for k, (_, d) in FIDELITY_METRICS.items()]
+    lines += ["- **train fidelity**: agreement with the CNN on the train images the surrogate was fitted to. Far above "
+              "test fidelity: the surrogate memorised; close to it: its capacity, not the data, is the limit."]
     lines += ["- **majority**: always the CNN's most frequent prediction (nevus) — the floor any surrogate must beat.",
               f"- **tree**: the depth ≤ {READABLE_DEPTH} with the best validation fidelity (readable default); "
               "the full 1–12 sweep is in depth_sweep.csv/png.", ""]
@@ -186,20 +190,22 @@ def _sweep_png(sweeps: list[dict]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for fs in dict.fromkeys(r["features"] for r in sweeps):
         rs = [r for r in sweeps if r["features"] == fs]
-        ax.plot([r["leaves"] for r in rs], [r["test_fidelity"] for r in rs], marker="o", ms=3, label=fs)
+        line, = ax.plot([r["leaves"] for r in rs], [r["test_fidelity"] for r in rs], marker="o", ms=3, label=fs)
+        ax.plot([r["leaves"] for r in rs], [r["train_fidelity"] for r in rs], ls="--", lw=1, color=line.get_color(), alpha=0.6)
         for r in rs:
             if r["depth"] in (2, 4, 6, 8, 12):
                 ax.annotate(str(r["depth"]), (r["leaves"], r["test_fidelity"]), fontsize=7, alpha=0.7,
                             xytext=(2, 2), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("leaves (log scale; labels = depth)")
-    ax.set_ylabel("test fidelity to the CNN")
+    ax.set_ylabel("fidelity to the CNN")
     ax.set_title("Decision-tree surrogates: fidelity versus complexity")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.plot([], [], ls="--", lw=1, color="grey", label="dashed: on the train\nimages it was fitted to")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="test fidelity", title_fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)

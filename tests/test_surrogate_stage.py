@@ -41,9 +41,12 @@ def test_fidelity_table_and_sweep(run, capsys):
     assert "majority" in names
     maj = next(r for r in rows if r["name"] == "majority")
     assert maj["kappa"] == 0.0
+    with np.load(run / "features/train.npz") as z:  # the constant surrogate agrees with the CNN's own share
+        assert maj["train_fidelity"] == pytest.approx(np.bincount(z["pred"]).max() / len(z["pred"]))
     for r in rows:
         assert 0 <= r["fidelity"] <= 1 and r["fidelity_ci95"][0] <= r["fidelity"] <= r["fidelity_ci95"][1]
     assert (run / "surrogates/depth_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "train_fidelity" in (run / "surrogates/depth_sweep.csv").read_text().splitlines()[0]
     assert main(["fidelity", str(run)]) == 0
     assert "| majority | any |" in capsys.readouterr().out
 
