@@ -11,7 +11,7 @@ import torch
 
 from hybrid.augment import augment, dihedral_views, to_float
 from hybrid.data import load_dataset
-from hybrid.train import MemoryStore, train_backbone
+from hybrid.train import MemoryStore, ema_decay_at, train_backbone
 
 from .conftest import PROJECT, tiny_config
 
@@ -23,6 +23,16 @@ def _data(data_root):
 
 def _same_state(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ema_warmup_forgets_the_random_init():
+    """The share of the initial weights left in the average after t steps is the product of the decays."""
+    def init_share(steps, warmup):
+        return float(np.prod([ema_decay_at(t, 0.998, warmup) for t in range(steps)]))
+    assert ema_decay_at(0, 0.998, True) == pytest.approx(0.1)
+    assert ema_decay_at(10_000, 0.998, True) == 0.998 and ema_decay_at(0, 0.998, False) == 0.998
+    assert init_share(1100, False) == pytest.approx(0.998 ** 1100) and init_share(1100, False) > 0.1
+    assert init_share(1100, True) < 1e-9
 
 
 def test_same_seed_same_weights_other_seed_differs(data_root):
@@ -38,7 +48,7 @@ def test_same_seed_same_weights_other_seed_differs(data_root):
 
 def test_interrupted_then_resumed_equals_uninterrupted(data_root):
     tr, va = _data(data_root)
-    cfg = tiny_config("train.epochs=3", "train.ema_decay=0.9")
+    cfg = tiny_config("train.epochs=3", "train.ema_decay=0.9", "train.ema_warmup=true")  # warmup: global step on resume
     full, h_full, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
     store = MemoryStore()
     train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, store, progress=False, stop_after=1)
