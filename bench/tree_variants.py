@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-from xgboost import XGBClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from hybrid.artifacts import RunDir  # noqa: E402
 from hybrid.features import feature_matrix  # noqa: E402
 from hybrid.surrogate_stage import load_tables  # noqa: E402
+from hybrid.surrogates import Surrogate  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -43,9 +43,8 @@ def variants(X: dict, cnn: dict, proba_train: np.ndarray, seed: int = 0):
     for msl in (1, 5, 20):
         m = DecisionTreeRegressor(max_depth=6, min_samples_leaf=msl, random_state=seed).fit(X["train"], proba_train)
         yield f"regression tree on probabilities, min_samples_leaf {msl}", lambda s, m=m: m.predict(X[s]).argmax(1)
-    xgb = XGBClassifier(n_estimators=200, max_depth=6, learning_rate=0.1, random_state=seed, n_jobs=2)
-    xgb.fit(X["train"], cnn["train"])
-    yield "concept XGBoost (reference, 200 trees of depth 6)", lambda s: xgb.predict(X[s])
+    xgb = Surrogate("xgboost", n_classes=proba_train.shape[1], random_state=seed).fit(X["train"], cnn["train"])
+    yield "concept XGBoost (the product's surrogate, reference)", lambda s: xgb.predict(X[s])
     rng = np.random.default_rng(seed)
     Xt = X["train"]
     jitter = [Xt + rng.normal(0, 0.1, Xt.shape) * Xt.std(0) for _ in range(20)]
