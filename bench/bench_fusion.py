@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Experiment (not part of the product): does fusing the CNN with a model on measured concepts help,
-in distribution (DermaMNIST-28 test) and in another clinic (PH2)?
+in distribution (DermaMNIST test) and in another clinic (PH2)?
 
     python bench/bench_fusion.py        # the three default-preset seeds of bench_backbone.py
+    python bench/bench_fusion.py --runs artifacts/runs/bench/gpu-seed0-e60 --out bench/results_fusion_gpu.md
+
+The concepts are always measured on the 28-px images; each CNN sees PH2 at its own training size.
 
 The concept model is XGBoost on the 32 measured concepts, fitted to the TRUE labels of the train
 split (unlike the surrogates, which imitate the CNN); fixed settings, not tuned. Fusion is a
@@ -77,9 +80,12 @@ def main() -> int:
     runs = [RunDir.open(ROOT / r) for r in args.runs]
     rows = [row("concept model alone", 1.0, pc, y, runs[0])]
     for run, rd in zip(args.runs, runs):
+        model, ckpt = load_backbone(rd)
+        size = ckpt["config"]["image_size"]          # the CNN sees PH2 at its own training size
+        ph2_cnn = ph2_imgs if size == 28 else load_external(default_external("ph2", size), size)[0]
         p = {"val": np.load(ROOT / run / "predictions" / "val_proba.npy"),
              "test": np.load(ROOT / run / "predictions" / "test_proba.npy"),
-             "ph2": predict_proba(load_backbone(rd)[0].fused(), ph2_imgs)}
+             "ph2": predict_proba(model.fused(), ph2_cnn)}
         w = max(WEIGHTS, key=lambda v: auc_ovr(y["val"], fuse(p["val"], pc["val"], v)))
         for name, v in ((f"CNN {Path(run).name}", 0.0), (f"CNN {Path(run).name} + concepts", w)):
             rows.append(row(name, v, {k: fuse(p[k], pc[k], v) for k in p}, y, rd))
@@ -99,13 +105,14 @@ def main() -> int:
         lines.append(f"| {r['name']} | {r['w']:.1f} | {r['acc']:.3f} | {r['auc']:.3f} | {r['test_mel_auc']:.3f} | "
                      f"{r['ph2_auc']:.3f} [{r['ph2_ci'][0]:.2f}, {r['ph2_ci'][1]:.2f}] | "
                      f"{r['ph2_sens']:.1%} / {r['ph2_spec']:.1%} |")
-    lines += ["", "Mean ± sample standard deviation (ddof 1, as bench_backbone.py) over the runs:", ""]
-    for label, keep in (("CNN", lambda r: r["name"].startswith("CNN") and r["w"] == 0),
-                        ("CNN + concepts", lambda r: r["name"].endswith("+ concepts"))):
-        sel = [r for r in rows if keep(r)]
-        lines.append(f"- {label}: " + ", ".join(
-            f"{k} {np.mean([r[k] for r in sel]):.3f} ± {np.std([r[k] for r in sel], ddof=1):.3f}"
-            for k in ("acc", "auc", "ph2_auc", "ph2_sens", "ph2_spec")))
+    if len(runs) > 1:                                  # a spread needs at least two runs
+        lines += ["", "Mean ± sample standard deviation (ddof 1, as bench_backbone.py) over the runs:", ""]
+        for label, keep in (("CNN", lambda r: r["name"].startswith("CNN") and r["w"] == 0),
+                            ("CNN + concepts", lambda r: r["name"].endswith("+ concepts"))):
+            sel = [r for r in rows if keep(r)]
+            lines.append(f"- {label}: " + ", ".join(
+                f"{k} {np.mean([r[k] for r in sel]):.3f} ± {np.std([r[k] for r in sel], ddof=1):.3f}"
+                for k in ("acc", "auc", "ph2_auc", "ph2_sens", "ph2_spec")))
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)
