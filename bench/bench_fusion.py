@@ -80,12 +80,11 @@ def main() -> int:
     runs = [RunDir.open(ROOT / r) for r in args.runs]
     rows = [row("concept model alone", 1.0, pc, y, runs[0])]
     for run, rd in zip(args.runs, runs):
-        model, ckpt = load_backbone(rd)
-        size = ckpt["config"]["image_size"]          # the CNN sees PH2 at its own training size
-        ph2_cnn = ph2_imgs if size == 28 else load_external(default_external("ph2", size), size)[0]
+        size = rd.manifest["config"]["data"]["size"]   # as `hybrid evaluate` picks PH2 for a run
+        ph2_cnn = load_external(default_external("ph2", size), size)[0]
         p = {"val": np.load(ROOT / run / "predictions" / "val_proba.npy"),
              "test": np.load(ROOT / run / "predictions" / "test_proba.npy"),
-             "ph2": predict_proba(model.fused(), ph2_cnn)}
+             "ph2": predict_proba(load_backbone(rd)[0].fused(), ph2_cnn)}
         w = max(WEIGHTS, key=lambda v: auc_ovr(y["val"], fuse(p["val"], pc["val"], v)))
         for name, v in ((f"CNN {Path(run).name}", 0.0), (f"CNN {Path(run).name} + concepts", w)):
             rows.append(row(name, v, {k: fuse(p[k], pc[k], v) for k in p}, y, rd))
