@@ -19,9 +19,10 @@ def _rand(g: torch.Generator, n: int, device) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, g: torch.Generator, flip: bool = True, rot90: bool = True,
-            crop_pad: int = 0, jitter: float = 0.0, acquisition: float = 0.0) -> torch.Tensor:
-    """Random flips, 90° rotations, reflect-pad-and-crop shifts, brightness/contrast/saturation jitter
-    and (acquisition > 0) the camera and dermoscope changes of `acquisition_shift`.
+            crop_pad: int = 0, jitter: float = 0.0, acquisition: float = 0.0,
+            cutout: float = 0.0) -> torch.Tensor:
+    """Random flips, 90° rotations, reflect-pad-and-crop shifts, brightness/contrast/saturation jitter,
+    (acquisition > 0) the camera and dermoscope changes of `acquisition_shift` and (cutout > 0) `cutout`.
 
     x: (B, C, S, S) float in [0, 1]. All randomness comes from `g` (CPU generator), so a run is
     reproducible and resumable epoch by epoch.
@@ -61,7 +62,27 @@ def augment(x: torch.Tensor, g: torch.Generator, flip: bool = True, rot90: bool 
         x = x.clamp_(0, 1)
     if acquisition > 0:
         x = acquisition_shift(x, g, acquisition)
+    if cutout > 0:
+        x = cutout_patch(x, g, cutout)
     return x.contiguous()
+
+
+def cutout_patch(x: torch.Tensor, g: torch.Generator, side: float) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017): with probability 1/2 per image, a square of `side` × S pixels
+    at a uniform random centre (clipped at the border) is set to the image's mean colour.
+
+    x: (B, C, S, S) float in [0, 1]; all randomness from `g`.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    k = max(1, round(side * h))
+    cy = torch.randint(0, h, (b,), generator=g).to(dev)[:, None, None]
+    cx = torch.randint(0, w, (b,), generator=g).to(dev)[:, None, None]
+    on = (_rand(g, b, dev) < 0.5)[:, None, None]
+    yy = torch.arange(h, device=dev)[None, :, None]
+    xx = torch.arange(w, device=dev)[None, None, :]
+    box = on & ((yy - cy).abs() * 2 < k) & ((xx - cx).abs() * 2 < k)  # (B, S, S)
+    return torch.where(box[:, None], x.mean(dim=(2, 3), keepdim=True), x)
 
 
 def acquisition_shift(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:

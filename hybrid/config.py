@@ -37,7 +37,8 @@ DEFAULTS: dict = {
         "mixup_alpha": 0.0,  # >0: mixup with Beta(alpha, alpha) mixing weights
         "concept_weight": 0.0,  # >0: joint concept head, + weight × MSE to the standardised measured concepts
         "augment": {"flip": True, "rot90": True, "crop_pad": 2, "jitter": 0.1,
-                    "acquisition": 0.0},  # >0: camera/dermoscope shift strength (hybrid.augment.acquisition_shift)
+                    "acquisition": 0.0,  # >0: camera/dermoscope shift strength (hybrid.augment.acquisition_shift)
+                    "cutout": 0.0},  # >0: cutout square side as a fraction of the image (hybrid.augment.cutout_patch)
         "tta": True,  # average the 8 flips/rotations at evaluation
         "device": "auto",  # auto | cpu | cuda | mps
         "amp": True,  # mixed precision, used on CUDA only

@@ -231,7 +231,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
         for s in bar:
             idx = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
             x = augment(to_float(images[idx]), g, aug["flip"], aug["rot90"], aug["crop_pad"], aug["jitter"],
-                        aug["acquisition"])
+                        aug["acquisition"], aug["cutout"])
             y = labels[idx]
             x, y = D.shard(x), D.shard(y)  # the whole batch was drawn and augmented alike on every rank
             if device.type == "cpu":

@@ -126,6 +126,21 @@ def test_acquisition_shift_is_seeded_bounded_and_off_at_zero():
     assert torch.equal(augment(x, g1, acquisition=0.0), augment(x, g2))
 
 
+def test_cutout_blanks_one_square_with_the_image_mean():
+    from hybrid.augment import cutout_patch
+
+    x = torch.rand(64, 3, 28, 28)
+    y = cutout_patch(x, torch.Generator().manual_seed(0), 0.25)  # 7 × 7 px squares
+    assert torch.equal(y, cutout_patch(x, torch.Generator().manual_seed(0), 0.25))
+    changed = (y != x).any(1)  # (B, S, S)
+    counts = changed.flatten(1).sum(1)
+    assert counts.max() == 49 and (counts == 0).sum() > 10  # about half the images untouched
+    for i in torch.nonzero(counts == 49).flatten()[:5]:
+        rows, cols = torch.nonzero(changed[i], as_tuple=True)
+        assert rows.max() - rows.min() == 6 and cols.max() - cols.min() == 6  # one square
+        assert torch.allclose(y[i][:, changed[i]], x[i].mean((1, 2))[:, None].expand(3, 49))
+
+
 @pytest.mark.parametrize("head,size", [("grid", 28), ("avg", 64)])
 def test_fused_copy_is_the_same_function_without_batchnorm(head, size):
     """BatchNorm folded into the convolutions: same logits, embeddings and input gradients (float
