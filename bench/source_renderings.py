@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from hybrid.config import load_config  # noqa: E402
 from hybrid.data import default_metadata_root, load_dataset  # noqa: E402
 from hybrid.metrics import accuracy, auc_ovr  # noqa: E402
+from hybrid.source_images import _open  # noqa: E402  (image_id → JPEG, tar or folder)
 from hybrid.train import predict_proba, train_backbone  # noqa: E402
 
 
@@ -40,11 +40,10 @@ def renderings(image_ids, size: int, k: int, smin: float, seed: int) -> np.ndarr
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
-    tar = tarfile.open(default_metadata_root() / "ham10000_images_200x150.tar")
-    members = {Path(m.name).stem: m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")}
+    get, tar = _open(default_metadata_root())
     out = np.empty((k, len(image_ids), size, size, 3), np.uint8)
     for n, image_id in enumerate(tqdm(image_ids, desc="render", unit="img")):
-        with tar.extractfile(members[image_id]) as f:
+        with get(image_id) as f:
             im = Image.open(f).convert("RGB")
             im.load()
         w, h = im.size
@@ -52,7 +51,8 @@ def renderings(image_ids, size: int, k: int, smin: float, seed: int) -> np.ndarr
             s = rng.uniform(smin, 1.0)
             x0, y0 = rng.uniform(0, (1 - s) * w), rng.uniform(0, (1 - s) * h)
             out[j, n] = np.asarray(im.resize((size, size), Image.BICUBIC, box=(x0, y0, x0 + s * w, y0 + s * h)))
-    tar.close()
+    if tar is not None:
+        tar.close()
     return out
 
 
