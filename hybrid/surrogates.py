@@ -55,6 +55,7 @@ class Surrogate(ClassifierMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y).astype(int)
         self.n_features_in_ = X.shape[1]
+        self.n_samples_fit_ = X.shape[0]
         self.classes_ = np.arange(self.n_classes)
         self.present_ = np.unique(y)  # classes the teacher predicted; the model is fitted on these
         self.model_ = self._make()

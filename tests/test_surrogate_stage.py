@@ -51,6 +51,27 @@ def test_fidelity_table_and_sweep(run, capsys):
     assert "| majority | any |" in capsys.readouterr().out
 
 
+def test_transfer_set_is_the_cnns_answers_on_copies_of_train_and_feeds_xgboost(run, data_root):
+    from hybrid.artifacts import RunDir
+    from hybrid.concepts import measure_concepts
+    from hybrid.data import load_dataset
+    from hybrid.stages import load_backbone
+    from hybrid.train import embed_and_proba
+    from hybrid.transfer import COPIES, augmented_copies
+
+    train = load_dataset("dermamnist", 28, data_root, subset=600).splits["train"].images
+    copies = augmented_copies(train, seed=0)
+    assert copies.shape == (COPIES * 600, 28, 28, 3) and not np.array_equal(copies[:600], copies[600:1200])
+    with np.load(run / "features/transfer.npz") as z:
+        assert np.array_equal(z["source"], np.tile(np.arange(600), COPIES))
+        assert np.allclose(z["concepts"], measure_concepts(copies), atol=1e-5)
+        model = load_backbone(RunDir.open(run))[0].fused()
+        assert np.array_equal(z["pred"], embed_and_proba(model, copies)[1].argmax(1))
+    fit_rows = {r["name"]: r["fit_rows"] for r in json.loads((run / "surrogates/fidelity.json").read_text())}
+    assert fit_rows["concepts__xgboost"] == fit_rows["cnn_concepts__xgboost"] == (COPIES + 1) * 600
+    assert fit_rows["concepts__tree"] == fit_rows["concepts__logistic"] == fit_rows["embeddings__xgboost"] == 600
+
+
 def test_rules_cli_filters_by_class(run, capsys):
     assert main(["rules", str(run)]) == 0
     first = capsys.readouterr().out.split("THEN ")[1].split("   [")[0]  # the most supported rule's class
