@@ -9,7 +9,7 @@
 4. our surrogate SHAP (hybrid.explain.surrogate_explanation) against shap's own explainer called
    directly on the same rows: time ratio and largest absolute difference.
 
-    python bench/bench_pipeline.py                        # default preset: make run (11.4 min here) + the attribution benchmark
+    python bench/bench_pipeline.py                        # default preset: make run (14.3 min here) + the attribution benchmark
     python bench/bench_pipeline.py --config configs/quick.toml --attribution-n 200
 
 Nothing else should run on the machine meanwhile: these are wall times.

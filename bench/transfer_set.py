@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from hybrid.artifacts import RunDir  # noqa: E402
 from hybrid.concepts import measure_concepts  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
-from hybrid.distill import fit_surrogates  # noqa: E402
+from hybrid.distill import XGB_PARAMS, fit_surrogates  # noqa: E402
 from hybrid.features import FEATURE_SETS, feature_matrix, probe_predict  # noqa: E402
 from hybrid.stages import load_backbone  # noqa: E402
 from hybrid.surrogate_stage import load_joblib, load_tables  # noqa: E402
 from hybrid.surrogates import Surrogate  # noqa: E402
 from hybrid.train import embed_and_proba  # noqa: E402
-from hybrid.transfer import augmented_copies  # noqa: E402
+from hybrid.transfer import COPIES, JITTER, augmented_copies  # noqa: E402
 
 
 def all_sets(run, model, t: dict, views: np.ndarray, seed: int) -> list[str]:
@@ -76,13 +76,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--kind", choices=("aug", "source"), default="aug")
-    ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--jitter", type=float, default=0.1)
+    ap.add_argument("--k", type=int, default=COPIES, help="copies per train image")
+    ap.add_argument("--jitter", type=float, default=JITTER)
+    ap.add_argument("--acquisition", type=float, default=0.0, help="also hybrid.augment.acquisition_shift, this strength")
     ap.add_argument("--smin", type=float, default=0.85)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--xgb-trees", type=int, default=150, help="XGBoost n_estimators (the stage's default: 150)")
-    ap.add_argument("--xgb-depth", type=int, default=4, help="XGBoost max_depth (the stage's default: 4)")
-    ap.add_argument("--xgb-lr", type=float, default=0.15, help="XGBoost learning_rate (the stage's default: 0.15)")
+    ap.add_argument("--xgb-trees", type=int, default=XGB_PARAMS["n_estimators"], help="XGBoost n_estimators")
+    ap.add_argument("--xgb-depth", type=int, default=XGB_PARAMS["max_depth"], help="XGBoost max_depth")
+    ap.add_argument("--xgb-lr", type=float, default=XGB_PARAMS["learning_rate"], help="XGBoost learning_rate")
     ap.add_argument("--all-sets", action="store_true",
                     help="XGBoost on every feature set, 150 × 4 and 400 × 6, train alone and train + copies")
     ap.add_argument("--out", default="")
@@ -96,7 +97,7 @@ def main() -> int:
     images = data.splits["train"].images
     t0 = time.perf_counter()
     if a.kind == "aug":
-        views = augmented_copies(images, a.k, a.jitter, a.seed)
+        views = augmented_copies(images, a.k, a.jitter, a.seed, a.acquisition)
     else:
         from source_renderings import renderings
 
@@ -142,7 +143,7 @@ def main() -> int:
     if a.out:
         with open(a.out, "a") as f:
             f.write(f"\n`python bench/transfer_set.py {a.run} --kind {a.kind} --k {a.k}"
-                    + (f" --jitter {a.jitter}" if a.kind == "aug" else f" --smin {a.smin}") + f" --seed {a.seed} --xgb-trees {a.xgb_trees} --xgb-depth {a.xgb_depth} --xgb-lr {a.xgb_lr}`"
+                    + (f" --jitter {a.jitter} --acquisition {a.acquisition}" if a.kind == "aug" else f" --smin {a.smin}") + f" --seed {a.seed} --xgb-trees {a.xgb_trees} --xgb-depth {a.xgb_depth} --xgb-lr {a.xgb_lr}`"
                     + f" — {len(views)} extra images, labelled and measured in {t_views:.0f} s\n\n"
                     + "\n".join(lines) + "\n")
     return 0

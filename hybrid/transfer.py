@@ -24,11 +24,13 @@ COPIES = 5  # augmented copies per train image (k = 10 gained < 0.01 κ on val f
 JITTER = 0.1  # ± brightness/contrast/saturation; 0 gained half as much, 0.2 the same as 0.1 (val)
 
 
-def augmented_copies(images: np.ndarray, copies: int = COPIES, jitter: float = JITTER, seed: int = 0) -> np.ndarray:
-    """uint8 (copies·N, S, S, 3): `copies` augmented copies of uint8 images (N, S, S, 3), copy-major."""
+def augmented_copies(images: np.ndarray, copies: int = COPIES, jitter: float = JITTER, seed: int = 0,
+                     acquisition: float = 0.0) -> np.ndarray:
+    """uint8 (copies·N, S, S, 3): `copies` augmented copies of uint8 images (N, S, S, 3), copy-major;
+    acquisition > 0 adds hybrid.augment.acquisition_shift (colour cast, gamma, zoom, blur, vignette)."""
     g = torch.Generator().manual_seed(seed)
     x = to_float(torch.from_numpy(np.ascontiguousarray(images)))
-    out = [augment(x, g, crop_pad=2, jitter=jitter) for _ in range(copies)]
+    out = [augment(x, g, crop_pad=2, jitter=jitter, acquisition=acquisition) for _ in range(copies)]
     if not out:
         return np.zeros((0, *images.shape[1:]), np.uint8)
     return torch.cat(out).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).byte().numpy()
