@@ -22,7 +22,7 @@ from .transfer import transfer_table
 SPLITS = ("train", "val", "test")
 TABLE_KEYS = ("embeddings", "proba", "pred", "concepts", "cnn_concepts", "masks", "labels", "index")
 # feature sets whose XGBoost is also fitted on the transfer set; the embedding XGBoost already
-# agrees ≥ 0.98 with the CNN on the train images alone, and its copies would cost ~70 s more
+# agrees 0.97–0.98 with the CNN from the train images alone, and its copies would cost ~70 s more
 TRANSFER_SETS = ("concepts", "cnn_concepts", "concepts+cnn_concepts")
 
 
@@ -129,7 +129,8 @@ def surrogates_stage(run: RunDir, n_boot: int = 1000) -> list[dict]:
                 row = evaluate(s, Xte, te["pred"], te["proba"], te["labels"], n_boot, seed)
                 row.update({"surrogate": family, "features": "any" if family == "majority" else fs,
                             "train_fidelity": float((s.predict(Xtr) == tr["pred"]).mean()),
-                            "fit_rows": int(getattr(s, "n_samples_fit_", len(Xtr))), "fit_s": round(fit_s, 3), "eval_s": round(time.perf_counter() - t0, 3)})
+                            "fit_rows": int(getattr(s, "n_samples_fit_", len(Xtr))),
+                            "fit_s": round(fit_s, 3), "eval_s": round(time.perf_counter() - t0, 3)})
                 if family == "tree":
                     row["depth"] = s.complexity()["depth"]
                 name = "majority" if family == "majority" else f"{fs}__{family}"
