@@ -36,23 +36,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from hybrid.artifacts import RunDir  # noqa: E402
-from hybrid.concepts import measure_concepts  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
 from hybrid.distill import XGB_PARAMS, fit_surrogates  # noqa: E402
 from hybrid.features import FEATURE_SETS, feature_matrix, probe_predict  # noqa: E402
 from hybrid.stages import load_backbone  # noqa: E402
 from hybrid.surrogate_stage import load_joblib, load_tables  # noqa: E402
 from hybrid.surrogates import Surrogate  # noqa: E402
-from hybrid.train import embed_and_proba  # noqa: E402
-from hybrid.transfer import COPIES, JITTER, augmented_copies  # noqa: E402
+from hybrid.transfer import COPIES, JITTER, augmented_copies, cnn_answers  # noqa: E402
 
 
 def all_sets(run, model, t: dict, views: np.ndarray, seed: int) -> list[str]:
     """XGBoost on every feature set: the earlier setting (150 × 4) and the product's (400 × 6),
     each fitted on train alone and on train + copies. Rows: val and test fidelity / κ, fit s."""
-    emb, proba = embed_and_proba(model, views)
-    tv = {"embeddings": emb, "pred": proba.argmax(1), "concepts": measure_concepts(views, n_jobs=-1),
-          "cnn_concepts": probe_predict(load_joblib(run, "features/concept_probe.joblib"), emb)}
+    tv = cnn_answers(model, views)
+    tv["cnn_concepts"] = probe_predict(load_joblib(run, "features/concept_probe.joblib"), tv["embeddings"])
     rows = []
     for fs in FEATURE_SETS:
         X = {s: feature_matrix(t[s], fs)[0] for s in t}
@@ -113,8 +110,8 @@ def main() -> int:
                 f.write(f"\n`python bench/transfer_set.py {a.run} --all-sets --k {a.k} --seed {a.seed}`\n\n"
                         + "\n".join(lines) + "\n")
         return 0
-    pred_v = embed_and_proba(model, views)[1].argmax(1)
-    conc_v = measure_concepts(views, n_jobs=-1)
+    answers = cnn_answers(model, views)
+    pred_v, conc_v = answers["pred"], answers["concepts"]
     t_views = time.perf_counter() - t0
     n_classes = tr["proba"].shape[1]
     sets = {"train only": (tr["concepts"], tr["pred"]),
@@ -142,10 +139,10 @@ def main() -> int:
             print(lines[-1], flush=True)
     if a.out:
         with open(a.out, "a") as f:
-            f.write(f"\n`python bench/transfer_set.py {a.run} --kind {a.kind} --k {a.k}"
-                    + (f" --jitter {a.jitter} --acquisition {a.acquisition}" if a.kind == "aug" else f" --smin {a.smin}") + f" --seed {a.seed} --xgb-trees {a.xgb_trees} --xgb-depth {a.xgb_depth} --xgb-lr {a.xgb_lr}`"
-                    + f" — {len(views)} extra images, labelled and measured in {t_views:.0f} s\n\n"
-                    + "\n".join(lines) + "\n")
+            views_opt = f"--jitter {a.jitter} --acquisition {a.acquisition}" if a.kind == "aug" else f"--smin {a.smin}"
+            f.write(f"\n`python bench/transfer_set.py {a.run} --kind {a.kind} --k {a.k} {views_opt} --seed {a.seed} "
+                    f"--xgb-trees {a.xgb_trees} --xgb-depth {a.xgb_depth} --xgb-lr {a.xgb_lr}` — {len(views)} extra "
+                    f"images, labelled and measured in {t_views:.0f} s\n\n" + "\n".join(lines) + "\n")
     return 0
 
 

@@ -129,7 +129,7 @@ def surrogates_stage(run: RunDir, n_boot: int = 1000) -> list[dict]:
                 row = evaluate(s, Xte, te["pred"], te["proba"], te["labels"], n_boot, seed)
                 row.update({"surrogate": family, "features": "any" if family == "majority" else fs,
                             "train_fidelity": float((s.predict(Xtr) == tr["pred"]).mean()),
-                            "fit_rows": int(getattr(s, "n_samples_fit_", len(Xtr))),
+                            "fit_rows": int(s.n_samples_fit_),
                             "fit_s": round(fit_s, 3), "eval_s": round(time.perf_counter() - t0, 3)})
                 if family == "tree":
                     row["depth"] = s.complexity()["depth"]

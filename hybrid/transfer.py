@@ -36,11 +36,17 @@ def augmented_copies(images: np.ndarray, copies: int = COPIES, jitter: float = J
     return torch.cat(out).permute(0, 2, 3, 1).mul(255).round().clamp(0, 255).byte().numpy()
 
 
-def transfer_table(model, images: np.ndarray, copies: int = COPIES, jitter: float = JITTER, seed: int = 0) -> dict:
-    """The CNN's answers on augmented copies of `images`: embeddings (M, D), proba (M, K), pred (M,),
-    concepts (M, C), source (M,) — the row of `images` each copy was made from; M = copies · N."""
-    views = augmented_copies(images, copies, jitter, seed)
+def cnn_answers(model, views: np.ndarray) -> dict:
+    """What the CNN says about uint8 images (M, S, S, 3) and what is measured on them: embeddings (M, D),
+    proba (M, K), pred (M,), concepts (M, C)."""
     emb, proba = embed_and_proba(model, views)
     return {"embeddings": emb, "proba": proba.astype(np.float32), "pred": proba.argmax(1).astype(np.int64),
-            "concepts": measure_concepts(views, n_jobs=-1),
-            "source": np.tile(np.arange(len(images)), copies).astype(np.int64)}
+            "concepts": measure_concepts(views, n_jobs=-1)}
+
+
+def transfer_table(model, images: np.ndarray, copies: int = COPIES, jitter: float = JITTER, seed: int = 0) -> dict:
+    """`cnn_answers` on augmented copies of `images`, plus source (M,): the row of `images` each copy
+    was made from; M = copies · N."""
+    table = cnn_answers(model, augmented_copies(images, copies, jitter, seed))
+    table["source"] = np.tile(np.arange(len(images)), copies).astype(np.int64)
+    return table
