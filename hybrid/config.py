@@ -35,6 +35,7 @@ DEFAULTS: dict = {
         "ema_decay": 0.0,  # >0: evaluate and keep an exponential moving average of weights
         "ema_warmup": False,  # decay min(ema_decay, (1+t)/(10+t)) at step t: no lag behind the random init
         "mixup_alpha": 0.0,  # >0: mixup with Beta(alpha, alpha) mixing weights
+        "sam_rho": 0.0,  # >0: sharpness-aware minimisation with this neighbourhood radius (two passes a step)
         "concept_weight": 0.0,  # >0: joint concept head, + weight × MSE to the standardised measured concepts
         "augment": {"flip": True, "rot90": True, "crop_pad": 2, "jitter": 0.1,
                     "acquisition": 0.0,  # >0: camera/dermoscope shift strength (hybrid.augment.acquisition_shift)

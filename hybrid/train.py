@@ -127,6 +127,56 @@ def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
             ema[k].copy_(v)
 
 
+def _loss(module, x, y, weights, smoothing: float, mix, cw: float, ct_batch):
+    """Cross-entropy of one batch (+ mixup with mix = (lam, perm); + cw × concept MSE)."""
+    ce = lambda logits, t: F.cross_entropy(logits.float(), t, weight=weights, label_smoothing=smoothing)
+    if mix is not None:
+        lam, j = mix
+        logits = module(lam * x + (1 - lam) * x[j])
+        return lam * ce(logits, y) + (1 - lam) * ce(logits, y[j])
+    if cw > 0:
+        logits, c_hat = module(x, with_concepts=True)
+        return ce(logits, y) + cw * F.mse_loss(c_hat.float(), ct_batch)
+    return ce(module(x), y)
+
+
+def _sam_ascent(model, batch_loss, rho: float, scaler) -> list | None:
+    """Sharpness-aware minimisation's first step (Foret et al. 2021): move the weights by
+    rho · g / ‖g‖ along this batch's gradient g, so the next backward pass sees the loss at the
+    worst nearby point. Runs on the bare module (under DDP each rank perturbs with its own shard's
+    gradient, SAM's usual m-sharpness) and leaves BatchNorm's running statistics untouched.
+    Returns the perturbations to undo (None if the gradient was not finite, e.g. an AMP overflow)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running = (1 - 0) · running + 0 · batch: unchanged
+    try:
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(scaler.scale(batch_loss(model)), params, allow_unused=True)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+    pairs = [(p, g.float() / scaler.get_scale() if scaler.is_enabled() else g.float())
+             for p, g in zip(params, grads) if g is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for _, g in pairs]))
+    if not torch.isfinite(norm) or norm == 0:
+        return None
+    eps = []
+    with torch.no_grad():
+        for p, g in pairs:
+            e = (g * (rho / (norm + 1e-12))).to(p.dtype)
+            p.add_(e)
+            eps.append((p, e))
+    return eps
+
+
+def _sam_descend(model, eps: list) -> None:
+    """Undo _sam_ascent's perturbation; the gradients taken at the perturbed point stay for the step."""
+    with torch.no_grad():
+        for p, e in eps:
+            p.sub_(e)
+
+
 class NullStore:
     """A checkpoint store that keeps nothing (no resume)."""
 
@@ -158,6 +208,9 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     With train.concept_weight > 0 a concept head is trained jointly: concept_targets (N, C), the
     measured concepts of the unaugmented train images, standardised; the loss adds weight × their
     mean squared error (flips and 90° rotations leave the concepts unchanged, a 2-px shift nearly so).
+
+    With train.sam_rho > 0 each step is sharpness-aware (two forward-backward passes, see
+    _sam_ascent); the logged train loss is then the loss at the perturbed weights.
 
     cfg: the full config (sections 'run', 'model', 'train'). Each finished epoch is saved to
     `store`; if `store` holds a checkpoint, training continues from it and reaches the same
@@ -236,22 +289,22 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             x, y = D.shard(x), D.shard(y)  # the whole batch was drawn and augmented alike on every rank
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                if tc["mixup_alpha"] > 0:
-                    lam = float(torch.distributions.Beta(tc["mixup_alpha"], tc["mixup_alpha"]).sample())
-                    j = torch.randperm(len(x), generator=g).to(device)
-                    logits = net(lam * x + (1 - lam) * x[j])
-                    loss = lam * F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"]) \
-                        + (1 - lam) * F.cross_entropy(logits.float(), y[j], weight=weights, label_smoothing=tc["label_smoothing"])
-                elif cw > 0:
-                    logits, c_hat = net(x, with_concepts=True)
-                    loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"]) \
-                        + cw * F.mse_loss(c_hat.float(), D.shard(ct[idx]))
-                else:
-                    logits = net(x)
-                    loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=tc["label_smoothing"])
+            mix = None
+            if tc["mixup_alpha"] > 0:
+                lam = float(torch.distributions.Beta(tc["mixup_alpha"], tc["mixup_alpha"]).sample())
+                mix = (lam, torch.randperm(len(x), generator=g).to(device))
+            ct_batch = D.shard(ct[idx]) if cw > 0 else None
+
+            def batch_loss(module):
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    return _loss(module, x, y, weights, tc["label_smoothing"], mix, cw, ct_batch)
+
             opt.zero_grad(set_to_none=True)
+            eps = _sam_ascent(model, batch_loss, tc["sam_rho"], scaler) if tc["sam_rho"] > 0 else None
+            loss = batch_loss(net)
             scaler.scale(loss).backward()
+            if eps is not None:
+                _sam_descend(model, eps)
             scaler.step(opt)
             scaler.update()
             sched.step()

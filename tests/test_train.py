@@ -11,7 +11,7 @@ import torch
 
 from hybrid.augment import augment, dihedral_views, to_float
 from hybrid.data import load_dataset
-from hybrid.train import MemoryStore, ema_decay_at, train_backbone
+from hybrid.train import MemoryStore, _sam_ascent, _sam_descend, ema_decay_at, train_backbone
 
 from .conftest import PROJECT, tiny_config
 
@@ -45,6 +45,36 @@ def test_same_seed_same_weights_other_seed_differs(data_root):
     m3, _, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
     assert not _same_state(m1.state_dict(), m3.state_dict())
 
+
+
+def test_sam_step_moves_rho_along_the_gradient_and_back_without_touching_batchnorm_stats():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    loss = lambda m: torch.nn.functional.cross_entropy(m(x), y)
+    g = torch.autograd.grad(loss(model), list(model.parameters()))  # (this pass updates BN's stats)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    g_norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+    eps = _sam_ascent(model, loss, 0.05, torch.amp.GradScaler("cuda", enabled=False))
+    moved = [p.detach() - before[k] for k, p in model.named_parameters()]
+    for d, gi in zip(moved, g):
+        assert torch.allclose(d, 0.05 * gi / g_norm, atol=1e-6)
+    assert float(torch.sqrt(sum((d ** 2).sum() for d in moved))) == pytest.approx(0.05, rel=1e-4)
+    for k in ("1.running_mean", "1.running_var"):
+        assert torch.equal(model.state_dict()[k], before[k])
+    _sam_descend(model, eps)
+    for k, p in model.named_parameters():
+        assert torch.allclose(p.detach(), before[k], atol=1e-7)
+
+
+def test_sam_training_is_seeded_and_differs_from_plain_training(data_root):
+    tr, va = _data(data_root)
+    cfg = tiny_config("train.epochs=1", "train.sam_rho=0.05")
+    m1, h1, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
+    m2, h2, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
+    assert _same_state(m1.state_dict(), m2.state_dict()) and h1 == h2
+    plain, _, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, tiny_config("train.epochs=1"), progress=False)
+    assert not _same_state(m1.state_dict(), plain.state_dict())
 
 def test_interrupted_then_resumed_equals_uninterrupted(data_root):
     tr, va = _data(data_root)
