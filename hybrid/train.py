@@ -170,7 +170,7 @@ def _sam_ascent(model, batch_loss, rho: float, scaler) -> list | None:
     return eps
 
 
-def _sam_descend(model, eps: list) -> None:
+def _sam_descend(eps: list) -> None:
     """Undo _sam_ascent's perturbation; the gradients taken at the perturbed point stay for the step."""
     with torch.no_grad():
         for p, e in eps:
@@ -304,7 +304,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
             loss = batch_loss(net)
             scaler.scale(loss).backward()
             if eps is not None:
-                _sam_descend(model, eps)
+                _sam_descend(eps)
             scaler.step(opt)
             scaler.update()
             sched.step()

@@ -46,7 +46,6 @@ def test_same_seed_same_weights_other_seed_differs(data_root):
     assert not _same_state(m1.state_dict(), m3.state_dict())
 
 
-
 def test_sam_step_moves_rho_along_the_gradient_and_back_without_touching_batchnorm_stats():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -62,7 +61,7 @@ def test_sam_step_moves_rho_along_the_gradient_and_back_without_touching_batchno
     assert float(torch.sqrt(sum((d ** 2).sum() for d in moved))) == pytest.approx(0.05, rel=1e-4)
     for k in ("1.running_mean", "1.running_var"):
         assert torch.equal(model.state_dict()[k], before[k])
-    _sam_descend(model, eps)
+    _sam_descend(eps)
     for k, p in model.named_parameters():
         assert torch.allclose(p.detach(), before[k], atol=1e-7)
 
@@ -75,6 +74,7 @@ def test_sam_training_is_seeded_and_differs_from_plain_training(data_root):
     assert _same_state(m1.state_dict(), m2.state_dict()) and h1 == h2
     plain, _, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, tiny_config("train.epochs=1"), progress=False)
     assert not _same_state(m1.state_dict(), plain.state_dict())
+
 
 def test_interrupted_then_resumed_equals_uninterrupted(data_root):
     tr, va = _data(data_root)
