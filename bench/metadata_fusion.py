@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hybrid.audit import leaked  # noqa: E402
 from hybrid.data import load_metadata  # noqa: E402
 from hybrid.metrics import accuracy, auc_ovr  # noqa: E402
 
@@ -77,8 +78,8 @@ def run_rows(path: Path, meta) -> list[dict]:
     for s in ("val", "test"):
         if len(m[s]) != len(y[s]) or (m[s]["label"].to_numpy() != y[s]).any():
             raise SystemExit(f"{pred}: the {s} labels do not match the HAM10000 split info row for row.")
-    seen = set(m["train"]["lesion_id"]) | set(m["val"]["lesion_id"])
-    leak_free = ~m["test"]["lesion_id"].isin(seen).to_numpy()
+    seen = np.concatenate([m["train"]["lesion_id"], m["val"]["lesion_id"]])
+    leak_free = ~leaked(seen, m["test"]["lesion_id"])
     sites = sorted(set(meta["localization"].dropna()) - {"unknown"})
     md = {s: metadata_matrix(m[s], sites) for s in ("val", "test")}
     logp = {s: np.log(np.clip(p[s], 1e-6, 1)) for s in ("val", "test")}
