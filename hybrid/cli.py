@@ -190,7 +190,7 @@ def _evaluate(args) -> int:
     if path is None:
         raise HybridError("No external set given and none found at ../shared/data/external/ph2; pass --external PATH.npz.")
     name = args.name or Path(path).stem
-    evaluate_stage(run, path, name, args.sensitivity, args.n_bootstrap)
+    evaluate_stage(run, path, name, args.sensitivity, args.n_bootstrap, args.adapt_bn)
     print((run.path / "evaluate" / f"{name}.md").read_text())
     return 0
 
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--name", help="name of the set in the report (default: the file's stem)")
     ev.add_argument("--sensitivity", type=float, help="target melanoma sensitivity on val (default: config, 0.80)")
     ev.add_argument("--n-bootstrap", type=int, default=1000)
+    ev.add_argument("--adapt-bn", action="store_true",
+                    help="add a column with BatchNorm statistics re-estimated on the external images (AdaBN; transductive)")
     ev.set_defaults(func=_evaluate)
     rp = sub.add_parser("report", help="one self-contained HTML report and summary.md of a run")
     rp.add_argument("run", help="run folder")

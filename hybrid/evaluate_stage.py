@@ -10,6 +10,7 @@ import re
 import numpy as np
 
 from . import audit as AU
+from .adapt import adapt_batchnorm
 from .artifacts import RunDir, sha256
 from .config import DEFAULTS
 from .data import class_names
@@ -69,10 +70,8 @@ def set_metrics(proba: np.ndarray, y: np.ndarray, op: dict, surrogates: dict[str
     return out
 
 
-def external_table(run: RunDir, model, path, n_classes: int) -> dict:
-    """A feature table (hybrid.features.split_table + CNN concepts) for an external npz."""
-    size = run.manifest["config"]["data"]["size"]
-    images, labels = load_external(path, size, n_classes)
+def external_table(run: RunDir, model, images: np.ndarray, labels: np.ndarray) -> dict:
+    """A feature table (hybrid.features.split_table + CNN concepts) for external images (N, S, S, 3) uint8."""
     table = split_table(model, images, labels, np.arange(len(labels)))
     probe = load_joblib(run, "features/concept_probe.joblib")
     table["cnn_concepts"] = probe_predict(probe, table["embeddings"]).astype(np.float32)
@@ -81,16 +80,22 @@ def external_table(run: RunDir, model, path, n_classes: int) -> dict:
 
 
 def evaluate_stage(run: RunDir, path, name: str, target_sensitivity: float | None = None,
-                   n_boot: int = 1000) -> dict:
-    """Operating point from val; metrics on DermaMNIST test, its leak-free part and the external set."""
+                   n_boot: int = 1000, adapt_bn: bool = False) -> dict:
+    """Operating point from val; metrics on DermaMNIST test, its leak-free part and the external set.
+
+    adapt_bn: also evaluate the external set with BatchNorm statistics re-estimated on its own images
+    (hybrid.adapt, transductive), as an extra column; the operating point stays the validation one.
+    """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise HybridError(f"--name '{name}' must be letters, digits, '.', '_' or '-' (it names evaluate/{name}.json).")
     from .audit_stage import _metadata
 
-    model = load_backbone(run)[0].fused()
+    raw = load_backbone(run)[0]
     tables = load_tables(run)
     names = class_names(run.manifest["config"]["data"]["flag"])
-    ext = external_table(run, model, path, len(names))
+    images, labels = load_external(path, run.manifest["config"]["data"]["size"], len(names))
+    ext = external_table(run, raw.fused(), images, labels)
+    ext_bn = external_table(run, adapt_batchnorm(raw, images).fused(), images, labels) if adapt_bn else None
     with run.stage(f"evaluate_{name}"):
         op = operating_point(run, tables, target_sensitivity)
         te = tables["test"]
@@ -103,6 +108,9 @@ def evaluate_stage(run: RunDir, path, name: str, target_sensitivity: float | Non
             sets["DermaMNIST test, leak-free"] = set_metrics(te["proba"][free], te["labels"][free], op,
                                                              {k: v[free] for k, v in sur_te.items()}, n_boot, seed)
         sets[name] = set_metrics(ext["proba"], ext["labels"], op, sur_ext, n_boot, seed)
+        if ext_bn is not None:
+            sets[f"{name}, BatchNorm adapted"] = set_metrics(ext_bn["proba"], labels, op,
+                                                             surrogate_predictions(run, ext_bn), n_boot, seed)
         result = {"name": name, "path": str(path), "sha256": sha256(path), "operating_point": op, "sets": sets,
                   "class_names": names}
         run.write_json(f"evaluate/{name}.json", result)
@@ -121,7 +129,12 @@ def evaluate_markdown(r: dict) -> str:
              f"{op['threshold']:.3f}, the highest threshold with validation sensitivity ≥ {op['target_sensitivity']:.0%} "
              f"(val: sensitivity {op['val_sensitivity']:.1%}, specificity vs {neg} {op['val_specificity']:.1%}).", "",
              f"Binary rows: images whose true class is {pos} or {neg}; score = calibrated p({pos}). "
-             "Intervals: bootstrap 95%.", "",
+             "Intervals: bootstrap 95%."]
+    if f"{r['name']}, BatchNorm adapted" in sets:
+        lines += ["", f"*{r['name']}, BatchNorm adapted*: the same weights with BatchNorm statistics re-estimated "
+                  f"on {r['name']}'s own images, without labels (`--adapt-bn`, AdaBN). Transductive and "
+                  "sensitive to the set's mix of diagnoses: read it beside the plain column, never instead of it."]
+    lines += ["",
              "| metric | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
 
     def row(label, fn):

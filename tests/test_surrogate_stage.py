@@ -180,6 +180,26 @@ def test_evaluate_cli_on_ph2_and_bad_input(run, capsys, tmp_path):
     assert not (run / "evaluate/bad.json").exists()
 
 
+def test_evaluate_adapt_bn_adds_a_column_and_keeps_the_validation_operating_point(run, capsys, tmp_path):
+    assert main(["evaluate", str(run), "--n-bootstrap", "0", "--name", "plain"]) == 0
+    assert main(["evaluate", str(run), "--n-bootstrap", "0", "--name", "bn", "--adapt-bn"]) == 0
+    out = capsys.readouterr().out
+    assert "| bn, BatchNorm adapted |" in out and "Transductive" in out
+    plain = json.loads((run / "evaluate/plain.json").read_text())
+    res = json.loads((run / "evaluate/bn.json").read_text())
+    assert res["operating_point"] == plain["operating_point"]
+    assert res["sets"]["bn"]["binary"] == plain["sets"]["plain"]["binary"]  # the plain column is unchanged
+    ad = res["sets"]["bn, BatchNorm adapted"]
+    assert ad["n"] == 200 and set(ad["fidelity"]) == set(res["sets"]["bn"]["fidelity"])
+    assert ad["ece_raw"] != res["sets"]["bn"]["ece_raw"]  # other statistics, other probabilities
+    with np.load(default_external("ph2", 28)) as z:
+        np.savez(tmp_path / "few.npz", test_images=z["test_images"][:20], test_labels=z["test_labels"][:20])
+    assert main(["evaluate", str(run), "--external", str(tmp_path / "few.npz"), "--adapt-bn"]) == 2
+    err = capsys.readouterr().err
+    assert "at least 32 target images; got 20" in err and "Traceback" not in err
+    assert not (run / "evaluate/few.json").exists()
+
+
 def test_audit_refuses_metadata_without_lesion_id(run, tmp_path, capsys):
     import shutil
 
