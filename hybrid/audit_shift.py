@@ -89,7 +89,7 @@ def external_audit(ctx: Context, path, name: str, test_focus: dict, o: dict, pro
         shares[m] = {k: {**{r: float(v[r].mean()) for r in REGIONS}, "lesion_focus": float(np.median(v["lesion_focus"])),
                          "off_lesion": float(v["off_lesion"].mean())} for k, v in rt.items()}
     sur = ctx.opts["surrogate"]
-    keep = ("n", "acc", "auc_classes_present", "ece_raw", "ece_calibrated", "binary")
+    keep = ("n", "acc", "auc_classes_present", "ece_raw", "ece_calibrated", "binary", "shift")
     sets = {k: {**{f: s[f] for f in keep}, "fidelity": s["fidelity"].get(sur)} for k, s in ev["sets"].items()}
     return {"name": name, "operating_point": ev["operating_point"], "sets": sets, "surrogate": sur, "regions": shares}
 
@@ -109,6 +109,7 @@ def external_markdown(e: dict, names) -> list[str]:
             ("specificity at the operating point ↑", lambda s: fmt_ci(s["binary"]["specificity"], s["binary"]["specificity_ci95"], True)),
             ("sensitivity at argmax ↑", lambda s: fmt_ci(s["binary"]["sensitivity_argmax"], s["binary"]["sensitivity_argmax_ci95"], True)),
             ("ECE raw → calibrated ↓", lambda s: f"{s['ece_raw']:.3f} → {s['ece_calibrated']:.3f}"),
+            ("images beyond validation's 99% embedding distance ↓", lambda s: f"{s['shift']['outside_fraction']:.1%}"),
             (f"fidelity of {e['surrogate']} ↑", lambda s: fmt_ci(s["fidelity"]["fidelity"], s["fidelity"]["ci95"]) if s["fidelity"] else "–")]
     for label, fn in rows:
         out.append(f"| {label} | " + " | ".join(fn(e["sets"][c]) for c in cols) + " |")

@@ -20,6 +20,7 @@ from .features import feature_matrix, probe_predict, split_table
 from .fidelity import bootstrap_fidelity
 from .metrics import confusion, expected_calibration_error, fmt_ci
 from .operating import binary_view, calibrate, fit_temperature, threshold_for_sensitivity
+from .shift import EmbeddingDistance
 from .stages import load_backbone
 from .surrogate_stage import load_joblib, load_tables
 
@@ -99,18 +100,21 @@ def evaluate_stage(run: RunDir, path, name: str, target_sensitivity: float | Non
     with run.stage(f"evaluate_{name}"):
         op = operating_point(run, tables, target_sensitivity)
         te = tables["test"]
-        sur_te, sur_ext = surrogate_predictions(run, te), surrogate_predictions(run, ext)
         seed = run.manifest["config"]["run"]["seed"]
-        sets = {"DermaMNIST test": set_metrics(te["proba"], te["labels"], op, sur_te, n_boot, seed)}
+        dist = EmbeddingDistance().fit(tables["train"]["embeddings"], tables["val"]["embeddings"])
+
+        def metrics(table: dict, keep=slice(None)) -> dict:
+            sur = {k: v[keep] for k, v in surrogate_predictions(run, table).items()}
+            return {**set_metrics(table["proba"][keep], table["labels"][keep], op, sur, n_boot, seed),
+                    "shift": dist.summary(table["embeddings"][keep])}
+
+        sets = {"DermaMNIST test": metrics(te)}
         meta_tr, meta_te = _metadata(run, "train"), _metadata(run, "test")
         if meta_tr is not None and meta_te is not None:
-            free = ~AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy())
-            sets["DermaMNIST test, leak-free"] = set_metrics(te["proba"][free], te["labels"][free], op,
-                                                             {k: v[free] for k, v in sur_te.items()}, n_boot, seed)
-        sets[name] = set_metrics(ext["proba"], ext["labels"], op, sur_ext, n_boot, seed)
+            sets["DermaMNIST test, leak-free"] = metrics(te, ~AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy()))
+        sets[name] = metrics(ext)
         if ext_bn is not None:
-            sets[f"{name}, BatchNorm adapted"] = set_metrics(ext_bn["proba"], labels, op,
-                                                             surrogate_predictions(run, ext_bn), n_boot, seed)
+            sets[f"{name}, BatchNorm adapted"] = metrics(ext_bn)
         result = {"name": name, "path": str(path), "sha256": sha256(path), "operating_point": op, "sets": sets,
                   "class_names": names}
         run.write_json(f"evaluate/{name}.json", result)
@@ -129,7 +133,9 @@ def evaluate_markdown(r: dict) -> str:
              f"{op['threshold']:.3f}, the highest threshold with validation sensitivity ≥ {op['target_sensitivity']:.0%} "
              f"(val: sensitivity {op['val_sensitivity']:.1%}, specificity vs {neg} {op['val_specificity']:.1%}).", "",
              f"Binary rows: images whose true class is {pos} or {neg}; score = calibrated p({pos}). "
-             "Intervals: bootstrap 95%."]
+             "Intervals: bootstrap 95%. Embedding distance: Mahalanobis distance of the CNN embedding from "
+             "the train images' (Ledoit-Wolf covariance); a set drawn like the training data has about "
+             "1% of its images beyond validation's 99th percentile, a shifted one more (hybrid.shift)."]
     if f"{r['name']}, BatchNorm adapted" in sets:
         lines += ["", f"*{r['name']}, BatchNorm adapted*: the same weights with BatchNorm statistics re-estimated "
                   f"on {r['name']}'s own images, without labels (`--adapt-bn`, AdaBN). Transductive and "
@@ -150,6 +156,10 @@ def evaluate_markdown(r: dict) -> str:
     row("7-way accuracy ↑", lambda s: f"{s['acc']:.3f}")
     row("AUC over classes present ↑", lambda s: "–" if s["auc_classes_present"] is None else f"{s['auc_classes_present']:.3f}")
     row("ECE raw → calibrated ↓", lambda s: f"{s['ece_raw']:.3f} → {s['ece_calibrated']:.3f}")
+    if "shift" in sets[cols[0]]:
+        q = sets[cols[0]]["shift"]["quantile"]
+        row(f"images beyond validation's {q:.0%} embedding distance (median distance) ↓",
+            lambda s: f"{s['shift']['outside_fraction']:.1%} ({s['shift']['median_distance']:.1f})")
     for k in sets[cols[0]]["fidelity"]:
         row(f"fidelity {k} ↑", lambda s, k=k: fmt_ci(s["fidelity"][k]["fidelity"], s["fidelity"][k]["ci95"]))
     c = sets[r["name"]]["confusion"]

@@ -192,6 +192,9 @@ def test_evaluate_adapt_bn_adds_a_column_and_keeps_the_validation_operating_poin
     ad = res["sets"]["bn, BatchNorm adapted"]
     assert ad["n"] == 200 and set(ad["fidelity"]) == set(res["sets"]["bn"]["fidelity"])
     assert ad["ece_raw"] != res["sets"]["bn"]["ece_raw"]  # other statistics, other probabilities
+    for s in res["sets"].values():
+        assert 0 <= s["shift"]["outside_fraction"] <= 1 and s["shift"]["median_distance"] > 0
+    assert "embedding distance (median distance)" in out
     with np.load(default_external("ph2", 28)) as z:
         np.savez(tmp_path / "few.npz", test_images=z["test_images"][:20], test_labels=z["test_labels"][:20])
     assert main(["evaluate", str(run), "--external", str(tmp_path / "few.npz"), "--adapt-bn"]) == 2

@@ -1,0 +1,34 @@
+"""Embedding distance (hybrid.shift): known answers on Gaussians, and the reference check against SciPy."""
+import numpy as np
+import pytest
+from scipy.spatial.distance import mahalanobis
+
+from hybrid.shift import EmbeddingDistance
+
+
+def _gauss(n, seed, shift=0.0, d=20):
+    rng = np.random.default_rng(seed)
+    cov = np.diag(np.linspace(0.5, 4, d))
+    return rng.multivariate_normal(np.full(d, shift), cov, size=n)
+
+
+def test_same_distribution_gives_the_quantile_share_and_a_shifted_one_far_more():
+    est = EmbeddingDistance(quantile=0.99).fit(_gauss(5000, 0), _gauss(5000, 1))
+    same = est.summary(_gauss(5000, 2))
+    assert 0.005 < same["outside_fraction"] < 0.02
+    moved = est.summary(_gauss(2000, 3, shift=3.0))
+    assert moved["outside_fraction"] > 0.9 and moved["median_distance"] > 1.5 * same["median_distance"]
+    est95 = EmbeddingDistance(quantile=0.95).fit(_gauss(5000, 0), _gauss(5000, 1))
+    assert 0.035 < est95.summary(_gauss(5000, 2))["outside_fraction"] < 0.065
+
+
+def test_distance_is_scipys_mahalanobis_with_the_fitted_covariance():
+    train = _gauss(3000, 0, d=5)
+    est = EmbeddingDistance().fit(train, _gauss(500, 1, d=5))
+    x = _gauss(10, 2, d=5)
+    vi = np.linalg.inv(est.covariance_.covariance_)
+    ref = [mahalanobis(row, est.covariance_.location_, vi) for row in x]
+    np.testing.assert_allclose(est.distance(x), ref, rtol=1e-8)
+    np.testing.assert_array_equal(est.outside(x), np.array(ref) > est.threshold_)
+    with pytest.raises(ValueError, match="quantile"):
+        EmbeddingDistance(quantile=1.0).fit(train, train)
