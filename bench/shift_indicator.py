@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Does the embedding-distance shift indicator (`hybrid.shift`) rise when the CNN gets worse?
+
+    python bench/shift_indicator.py --runs artifacts/runs/bench/default-seed0 \\
+        artifacts/runs/bench/default-seed1 artifacts/runs/bench/default-seed2
+
+For each run: the indicator is fitted as `hybrid evaluate` fits it (train embeddings, threshold at
+validation's 99th percentile). DermaMNIST test is then passed through simulated clinics — one fixed
+draw of `hybrid.augment.acquisition_shift` per clinic (seeds 2000+), applied identically to every
+image, at several strengths — and for each clinic the share of images beyond the threshold is set
+against the CNN's test AUC and melanoma-vs-nevus AUC. Spearman correlation over runs × clinics.
+PH2 is listed for reference only. Plain forward pass, as the feature tables use.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bn_adaptation import MEL, clinic, mel_auc  # noqa: E402
+from hybrid.artifacts import RunDir  # noqa: E402
+from hybrid.data import load_dataset  # noqa: E402
+from hybrid.external import default_external, load_external  # noqa: E402
+from hybrid.metrics import auc_ovr  # noqa: E402
+from hybrid.shift import EmbeddingDistance  # noqa: E402
+from hybrid.stages import load_backbone  # noqa: E402
+from hybrid.train import embed_and_proba  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--runs", nargs="+", required=True)
+    ap.add_argument("--clinics", type=int, default=8)
+    ap.add_argument("--strengths", type=float, nargs="+", default=[0.1, 0.2, 0.4])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results_shift_indicator.md"))
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.time()
+    data = load_dataset("dermamnist", 28)
+    tr, va, te = (data.splits[s] for s in ("train", "val", "test"))
+    ph2_x, ph2_y = load_external(default_external("ph2", 28), 28)
+    sets = {("none", 0): te.images}
+    sets.update({(s, c): clinic(te.images, 2000 + c, s) for s in a.strengths for c in range(a.clinics)})
+    rows, ph2 = [], []
+    for run_path in a.runs:
+        model = load_backbone(RunDir(Path(run_path)))[0].fused()
+        name = Path(run_path).name
+        ind = EmbeddingDistance().fit(embed_and_proba(model, tr.images)[0], embed_and_proba(model, va.images)[0])
+        for (s, c), images in sets.items():
+            emb, p = embed_and_proba(model, images)
+            rows.append((name, s, c, ind.summary(emb)["outside_fraction"], auc_ovr(te.labels, p), mel_auc(p, te.labels)))
+        emb, p = embed_and_proba(model, ph2_x)
+        ph2.append((name, ind.summary(emb)["outside_fraction"], mel_auc(p, ph2_y)))
+        print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
+
+    ms = lambda v: f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}"  # noqa: E731
+    shifted = [r for r in rows if r[1] != "none"]
+    out, auc, mel = (np.array([r[k] for r in shifted]) for k in (3, 4, 5))
+    rho_auc, rho_mel = spearmanr(out, auc)[0], spearmanr(out, mel)[0]
+    lines = ["# Does the embedding-distance shift indicator track the CNN's loss under shift?", "",
+             f"`python bench/shift_indicator.py --runs {' '.join(a.runs)}` ({time.time() - t0:.0f} s). "
+             "Indicator: share of images whose CNN embedding lies beyond validation's 99th-percentile Mahalanobis "
+             "distance from the train embeddings (`hybrid.shift.EmbeddingDistance`, as `hybrid evaluate` uses it). "
+             f"DermaMNIST test through {a.clinics} simulated clinics per strength (one fixed draw of "
+             "`acquisition_shift` each, seeds 2000+), plain forward pass; mean ± sd over runs × clinics.", "",
+             "| shift strength | images beyond the line | test AUC | test mel-vs-nv AUC |", "| --- | --- | --- | --- |"]
+    for s in ["none", *a.strengths]:
+        sr = [r for r in rows if r[1] == s]
+        lines.append(f"| {s} | {ms([r[3] for r in sr])} | {ms([r[4] for r in sr])} | {ms([r[5] for r in sr])} |")
+    lines += ["", f"Over the {len(shifted)} shifted (run, clinic) pairs, Spearman correlation of the share beyond the "
+              f"line with test AUC: **{rho_auc:.2f}**; with melanoma-vs-nevus AUC: **{rho_mel:.2f}** "
+              "(negative: the more images beyond the line, the worse the CNN).", "",
+              "PH2, for reference only: " + "; ".join(f"{n} {o:.1%} beyond, mel-vs-nv AUC {m:.3f}" for n, o, m in ph2) + ".", ""]
+    Path(a.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
