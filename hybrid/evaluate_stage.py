@@ -111,7 +111,8 @@ def evaluate_stage(run: RunDir, path, name: str, target_sensitivity: float | Non
         sets = {"DermaMNIST test": metrics(te)}
         meta_tr, meta_te = _metadata(run, "train"), _metadata(run, "test")
         if meta_tr is not None and meta_te is not None:
-            sets["DermaMNIST test, leak-free"] = metrics(te, ~AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy()))
+            free = ~AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy())
+            sets["DermaMNIST test, leak-free"] = metrics(te, free)
         sets[name] = metrics(ext)
         if ext_bn is not None:
             sets[f"{name}, BatchNorm adapted"] = metrics(ext_bn)
