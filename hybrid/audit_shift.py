@@ -14,6 +14,7 @@ from .explain_stage import Context
 from .errors import HybridError
 from .external import load_external
 from .metrics import expected_calibration_error, fmt_ci
+from .shift import shift_warning
 
 
 SKIN_STEPS = (0, 10, 20, 30, 40)  # degrees of ITA removed from the surrounding skin
@@ -113,6 +114,8 @@ def external_markdown(e: dict, names) -> list[str]:
             (f"fidelity of {e['surrogate']} ↑", lambda s: fmt_ci(s["fidelity"]["fidelity"], s["fidelity"]["ci95"]) if s["fidelity"] else "–")]
     for label, fn in rows:
         out.append(f"| {label} | " + " | ".join(fn(e["sets"][c]) for c in cols) + " |")
+    warn = shift_warning(e["name"], e["sets"][e["name"]])
+    out += ["", warn] if warn else []
     out += ["", "Where the CNN looks, DermaMNIST test versus the external set (mean share of positive attribution; "
             "lesion focus as above, median):", "",
             "| method | set | " + " | ".join(REGIONS) + " | lesion focus | off-lesion |", "| --- | --- |" + " --- |" * (len(REGIONS) + 2)]

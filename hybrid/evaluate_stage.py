@@ -20,7 +20,7 @@ from .features import feature_matrix, probe_predict, split_table
 from .fidelity import bootstrap_fidelity
 from .metrics import confusion, expected_calibration_error, fmt_ci
 from .operating import binary_view, calibrate, fit_temperature, threshold_for_sensitivity
-from .shift import EmbeddingDistance
+from .shift import EmbeddingDistance, shift_warning
 from .stages import load_backbone
 from .surrogate_stage import load_joblib, load_tables
 
@@ -163,6 +163,8 @@ def evaluate_markdown(r: dict) -> str:
             lambda s: f"{s['shift']['outside_fraction']:.1%} ({s['shift']['median_distance']:.1f})")
     for k in sets[cols[0]]["fidelity"]:
         row(f"fidelity {k} ↑", lambda s, k=k: fmt_ci(s["fidelity"][k]["fidelity"], s["fidelity"][k]["ci95"]))
+    warn = shift_warning(r["name"], sets[r["name"]])
+    lines += ["", warn] if warn else []
     c = sets[r["name"]]["confusion"]
     lines += ["", f"Confusion on {r['name']} (rows: true class; columns: CNN argmax, classes true or predicted there):", "",
               "| true \\ predicted | " + " | ".join(names[k] for k in c["cols_pred"]) + " |",

@@ -10,8 +10,11 @@ unusual for the model, not necessarily misclassified.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import binomtest
 from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf
+
+SHIFT_ALPHA = 1e-3  # warn when that many images beyond the line would be this unlikely for an unshifted set
 
 
 class EmbeddingDistance(BaseEstimator):
@@ -35,7 +38,22 @@ class EmbeddingDistance(BaseEstimator):
         return self.distance(X) > self.threshold_
 
     def summary(self, X: np.ndarray) -> dict:
-        """Share of rows beyond the threshold and the median distance, for a report."""
+        """Share of rows beyond the threshold, the median distance, and the one-sided binomial p-value
+        of that many rows beyond it if the set were drawn like the reference (1 − quantile each)."""
         d = self.distance(X)
-        return {"outside_fraction": float((d > self.threshold_).mean()), "median_distance": float(np.median(d)),
+        k = int((d > self.threshold_).sum())
+        return {"outside_fraction": k / len(d), "n_outside": k, "median_distance": float(np.median(d)),
+                "p_value": float(binomtest(k, len(d), 1 - self.quantile, alternative="greater").pvalue),
                 "threshold": self.threshold_, "quantile": self.quantile}
+
+
+def shift_warning(name: str, metrics: dict) -> str | None:
+    """One plain-language warning when a set's share beyond the line is significantly above what a set
+    drawn like the training data shows (metrics: a set's entry with 'n' and 'shift'); else None."""
+    s = metrics.get("shift")
+    if not s or s["p_value"] >= SHIFT_ALPHA:
+        return None
+    return (f"**Warning — {name} is shifted:** {s['n_outside']} of {metrics['n']} images ({s['outside_fraction']:.1%}) "
+            f"lie beyond validation's {s['quantile']:.0%} embedding distance, where about {1 - s['quantile']:.0%} would "
+            f"for images like the training data (binomial p = {s['p_value']:.1e}). The validation operating point and "
+            "calibration may not hold here: choose the threshold on labelled images of this clinic before use.")

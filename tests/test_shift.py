@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import mahalanobis
 
-from hybrid.shift import EmbeddingDistance
+from hybrid.shift import SHIFT_ALPHA, EmbeddingDistance, shift_warning
 
 
 def _gauss(n, seed, shift=0.0, d=20):
@@ -18,6 +18,10 @@ def test_same_distribution_gives_the_quantile_share_and_a_shifted_one_far_more()
     assert 0.005 < same["outside_fraction"] < 0.02
     moved = est.summary(_gauss(2000, 3, shift=3.0))
     assert moved["outside_fraction"] > 0.9 and moved["median_distance"] > 1.5 * same["median_distance"]
+    assert same["p_value"] > SHIFT_ALPHA and moved["p_value"] < 1e-10
+    assert shift_warning("same", {"n": 5000, "shift": same}) is None
+    warn = shift_warning("moved", {"n": 2000, "shift": moved})
+    assert warn.startswith("**Warning — moved is shifted:** 2000 of 2000 images (100.0%)") and "about 1% would" in warn
     est95 = EmbeddingDistance(quantile=0.95).fit(_gauss(5000, 0), _gauss(5000, 1))
     assert 0.035 < est95.summary(_gauss(5000, 2))["outside_fraction"] < 0.065
 

@@ -195,6 +195,8 @@ def test_evaluate_adapt_bn_adds_a_column_and_keeps_the_validation_operating_poin
     for s in res["sets"].values():
         assert 0 <= s["shift"]["outside_fraction"] <= 1 and s["shift"]["median_distance"] > 0
     assert "embedding distance (median distance)" in out
+    assert ("Warning — bn is shifted" in out) == (res["sets"]["bn"]["shift"]["p_value"] < 1e-3)
+    assert "Warning — DermaMNIST test" not in out  # only the external set is tested for shift
     with np.load(default_external("ph2", 28)) as z:
         np.savez(tmp_path / "few.npz", test_images=z["test_images"][:20], test_labels=z["test_labels"][:20])
     assert main(["evaluate", str(run), "--external", str(tmp_path / "few.npz"), "--adapt-bn"]) == 2
