@@ -91,6 +91,8 @@ def summary_items(run: RunDir) -> list[dict]:
         add(f"{name}: melanoma sensitivity at the validation operating point", a, ext, "sets", name, "binary", "sensitivity")
         add(f"{name}: specificity at the validation operating point", a, ext, "sets", name, "binary", "specificity")
         add(f"{name}: melanoma sensitivity at argmax", a, ext, "sets", name, "binary", "sensitivity_argmax")
+        add(f"{name}: share of images beyond validation's 99% embedding distance (about 0.01 if unshifted)",
+            a, ext, "sets", name, "shift", "outside_fraction")
     return items
 
 
