@@ -25,7 +25,7 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bn_adaptation import MEL, clinic, mel_auc  # noqa: E402
+from bench.bn_adaptation import clinic, mel_auc  # noqa: E402
 from hybrid.artifacts import RunDir  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
 from hybrid.external import default_external, load_external  # noqa: E402

@@ -22,6 +22,7 @@ MIN_IMAGES = 32  # fewer images give BatchNorm statistics too noisy to trust
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of `model`, in module order."""
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 

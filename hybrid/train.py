@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import distributed as D
+from .adapt import batchnorm_layers
 from .augment import augment, dihedral_views, to_float
 from .backbone import build_backbone, from_config
 from .metrics import auc_ovr, accuracy
@@ -146,7 +147,7 @@ def _sam_ascent(model, batch_loss, rho: float, scaler) -> list | None:
     worst nearby point. Runs on the bare module (under DDP each rank perturbs with its own shard's
     gradient, SAM's usual m-sharpness) and leaves BatchNorm's running statistics untouched.
     Returns the perturbations to undo (None if the gradient was not finite, e.g. an AMP overflow)."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    bns = batchnorm_layers(model)
     saved = [m.momentum for m in bns]
     for m in bns:
         m.momentum = 0.0  # running = (1 - 0) · running + 0 · batch: unchanged
