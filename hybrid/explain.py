@@ -90,7 +90,8 @@ def rule_path(surrogate, x: np.ndarray, feature_names, units=None) -> list[str]:
 
 def concept_region_scores(shap_values: np.ndarray, feature_names) -> np.ndarray:
     """|SHAP| (N, F) of one class summed over the concepts of each region → shares (N, R) in REGIONS order.
-    Features not in the concept registry (e.g. CNN probes 'cnn_x') count for the region of concept x."""
+    Features not in the concept registry (e.g. CNN probes 'cnn_x') count for the region of concept x;
+    layout concepts (fixed central disc and outer zone, no mask region) are left out of the shares."""
     names = [n[4:] if n.startswith("cnn_") else n for n in feature_names]
     regions = np.array([REGISTRY[n].region for n in names])
     a = np.abs(np.asarray(shap_values))

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .artifacts import RunDir
+from .concepts import CONCEPT_NAMES
 
 # stage → prefixes of the run files it reads, and of the files it writes
 READS = {"features": ["backbone.pt"], "surrogates": ["features/"],
@@ -24,8 +25,8 @@ WRITES = {"train": ["backbone.pt", "metrics.json"], "features": ["features/"], "
 
 
 def stage_key(run: RunDir, stage: str, argv: list[str], extra: str = "") -> str:
-    """sha256 of the stage's command line, `extra` (training: the config file's text) and the
-    manifest sha256s of the run files it reads."""
+    """sha256 of the stage's command line, `extra` (training: the config file's text; features: the
+    concept names) and the manifest sha256s of the run files it reads."""
     files = run.manifest.get("files", {})
     reads = READS.get(stage, [])
     inputs = sorted((k, v) for k, v in files.items() if any(k.startswith(p) for p in reads))
@@ -72,7 +73,8 @@ def run_pipeline(config: str, train_argv: list[str], run_path: Path, data: list[
     config_text = Path(config).read_text() if Path(config).is_file() else config
     for name, argv in stages:
         run = RunDir(run_path)
-        key = stage_key(run, name, argv, config_text if name == "train" else "") if name in WRITES else None
+        extra = {"train": config_text, "features": ",".join(CONCEPT_NAMES)}.get(name, "")  # a new concept set re-measures
+        key = stage_key(run, name, argv, extra) if name in WRITES else None
         if key and not force and (run.path / "manifest.json").exists() and up_to_date(run, name, key):
             print(f"== skip {name}: inputs and options unchanged (--force reruns it)", flush=True)
             continue

@@ -103,6 +103,10 @@ def load_tables(run: RunDir) -> dict:
             raise HybridError(f"Run folder {run.path} has no feature tables; run `hybrid features {run.path}` first.")
         with np.load(run.verify(rel), allow_pickle=False) as z:
             out[s] = {k: z[k] for k in z.files}
+        n = out[s]["concepts"].shape[1]
+        if n != len(CONCEPT_NAMES):
+            raise HybridError(f"{run.path / rel} holds {n} concepts per image; this version of hybrid measures "
+                              f"{len(CONCEPT_NAMES)}. Run `hybrid features {run.path}` again.")
     return out
 
 

@@ -70,6 +70,37 @@ def test_darker_skin_has_lower_ita():
     assert _c(dark, "skin_ita") < 0 < _c(light, "skin_ita")
 
 
+def _lab_of(rgb):
+    from skimage.color import rgb2lab
+    return rgb2lab(np.asarray(rgb, np.uint8).reshape(1, 1, 3))[0, 0]
+
+
+def test_layout_concepts_read_the_central_disc_and_the_rest_without_a_mask():
+    from hybrid.concepts import CENTRE_RADIUS
+
+    # a lesion filling exactly the central disc: its colour inside, the skin's outside, no spread
+    skin, lesion = (70, 12, 18), COLOURS["dark_brown"]
+    r = CENTRE_RADIUS * S
+    img = _image(skin_lab=skin, lesion=lambda yy, xx: [(np.hypot(yy - 31.5, xx - 31.5) < r, lesion)])
+    for zone, lab in (("centre", _lab_of(_rgb(lesion))), ("outer", _lab_of(_rgb(skin)))):
+        for k, ch in enumerate("Lab"):
+            assert _c(img, f"{zone}_{ch}") == pytest.approx(lab[k], abs=1e-3)
+            assert _c(img, f"{zone}_{ch}_std") == pytest.approx(0, abs=1e-3)
+    # a lesion twice that radius: the centre is all lesion, the outer zone a mix, so its sd rises
+    big = _image(skin_lab=skin, lesion=disc(r=2 * r))
+    assert _c(big, "centre_L") == pytest.approx(_lab_of(_rgb(lesion))[0], abs=1e-3)
+    assert _c(big, "outer_L") < _c(img, "outer_L") - 5 and _c(big, "outer_L_std") > 5
+
+
+def test_layout_concepts_do_not_change_under_flips_and_rotations(real_npz):
+    from hybrid.concepts import N_MASK_CONCEPTS
+
+    x = real_npz["test_images"][:50]
+    ref = measure_concepts(x)[:, N_MASK_CONCEPTS:]
+    for y in (x[:, ::-1], x[:, :, ::-1], np.rot90(x, 1, axes=(1, 2)), np.rot90(x, 3, axes=(1, 2))):
+        assert np.allclose(measure_concepts(np.ascontiguousarray(y))[:, N_MASK_CONCEPTS:], ref, atol=1e-3)
+
+
 def test_extractor_is_a_sklearn_transformer(data_root):
     from sklearn.base import clone
     from hybrid.data import load_dataset
