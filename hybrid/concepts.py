@@ -66,8 +66,8 @@ CONCEPTS: list[Concept] = [
 ]
 # Mask-free colour layout: the images are centred on the lesion, so a fixed central disc and the rest
 # of the image read the lesion and its surroundings without the Otsu mask, which is fragile at 28 px.
-# They lifted the concept XGBoost's test κ with the CNN from 0.721 ± 0.013 to 0.773 ± 0.013 (seeds 0–2;
-# chosen on val among ring layouts: bench/results_layout_concepts.md).
+# They lift the concept XGBoost's test κ with the CNN from 0.701 ± 0.008 to 0.776 ± 0.005 (default
+# preset, seeds 0–2; chosen on val among ring layouts: bench/results_layout_concepts.md).
 CENTRE_RADIUS = 0.25  # of the image width
 _CHANNEL = {"L": ("L*", "0–100", "lightness"), "a": ("a*", "≈ −20–60", "red–green"), "b": ("b*", "≈ −30–60", "yellow–blue")}
 _ZONE = {"centre": "the central disc (radius ¼ of the image width)", "outer": "the image outside the central disc, corners included"}

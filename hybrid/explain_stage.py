@@ -129,6 +129,9 @@ def faithfulness_stage(run: RunDir, data_root=None, opts: dict | None = None, pr
         expl = ctx.shap(idx)
         cls_shap = expl.values[np.arange(len(idx)), :, te["pred"][idx]]
         concept = concept_region_scores(cls_shap, ctx.feature_names)
+        layout = np.array([REGISTRY[n.removeprefix("cnn_")].region not in REGIONS for n in ctx.feature_names])
+        a = np.abs(cls_shap)
+        layout_share = float(a[:, layout].sum() / max(a.sum(), 1e-12))  # left out of the region comparison
         region_area = np.stack([regions[r].reshape(len(idx), -1).mean(1) for r in REGIONS], 1)
         region_rows = []
         for m in o["methods"]:
@@ -140,7 +143,8 @@ def faithfulness_stage(run: RunDir, data_root=None, opts: dict | None = None, pr
                                     "pixel top region": _counts(ra["top_pixel"]),
                                     "concept top region": _counts(ra["top_concept"])})
         run.write_json("explain/faithfulness.json", {"sample": idx.tolist(), "rows": rows,
-                                                      "lesion_area_share": area, "options": o})
+                                                      "lesion_area_share": area,
+                                                      "layout_shap_share": layout_share, "options": o})
         run.write_text("explain/faithfulness.csv", _csv(rows))
         run.write_text("explain/faithfulness.md", faithfulness_markdown(rows, area, agree, o, len(idx)))
         run.write_text("explain/regions.csv", _csv(region_rows))
@@ -154,7 +158,7 @@ def faithfulness_stage(run: RunDir, data_root=None, opts: dict | None = None, pr
         ra = region_agreement(pixel_region_scores(maps["integrated_gradients"], regions), concept, region_area) \
             if "integrated_gradients" in maps else None
         bad = np.nonzero(ra["top_pixel"] != ra["top_concept"])[0][:8] if ra is not None else []
-        run.write_text("explain/regions.md", regions_markdown(region_rows, o, len(bad)))
+        run.write_text("explain/regions.md", regions_markdown(region_rows, o, len(bad), layout_share))
         run.remove("explain/region_disagreements.png")  # an earlier sample's examples would mislead
         if len(bad):
             titles = [f"#{idx[i]} pixels: {REGIONS[ra['top_pixel'][i]]} / concepts: {REGIONS[ra['top_concept'][i]]}"
@@ -201,13 +205,15 @@ def faithfulness_markdown(rows, area, agree, o, n) -> str:
     return "\n".join(lines) + "\n"
 
 
-def regions_markdown(rows, o, n_examples: int = 0) -> str:
+def regions_markdown(rows, o, n_examples: int = 0, layout_share: float = 0.0) -> str:
     lines = ["# SHAP versus saliency: do the CNN's maps and the concept surrogate point at the same region?", "",
              f"Concept side: |SHAP| of the `{o['surrogate']}` surrogate for the CNN's predicted class, summed over the "
              "concepts declared on each region (lesion, border, skin, corners, artifact). Pixel side: the share of "
              "positive attribution in the same regions of the image, as is (mass share) or divided by the region's "
              "area (mass / area, so a big lesion does not win by size). Chance agreement with 5 regions is about 0.2, "
-             "but both sides are skewed towards the lesion; read against the random row.", "",
+             "but both sides are skewed towards the lesion; read against the random row. The layout concepts "
+             "(CIELAB over a fixed central disc and the rest of the image, no mask region) are left out of the "
+             f"concept side; they carry {layout_share:.0%} of its |SHAP| on this sample.", "",
              "| method | pixel basis | top-region agreement ↑ | rank corr. over regions ↑ | pixel top region (images) | concept top region (images) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:

@@ -91,6 +91,25 @@ def test_tampered_surrogate_is_not_unpickled(run, tmp_path, capsys):
     assert "does not match its sha256" in capsys.readouterr().err
 
 
+def test_feature_tables_of_another_concept_set_are_refused(run, tmp_path, capsys):
+    import shutil
+
+    from hybrid.artifacts import RunDir
+    from hybrid.concepts import N_MASK_CONCEPTS
+    from hybrid.surrogate_stage import _npz_bytes
+
+    shutil.copytree(run, tmp_path / "old")
+    old = RunDir.open(tmp_path / "old")
+    with np.load(old.path / "features/train.npz") as z:  # as an earlier version wrote it: mask concepts only
+        table = {k: z[k] for k in z.files}
+    table["concepts"] = table["concepts"][:, :N_MASK_CONCEPTS]
+    old.write_bytes("features/train.npz", _npz_bytes(table))
+    assert main(["surrogates", str(old.path)]) == 2
+    err = capsys.readouterr().err
+    assert f"holds {N_MASK_CONCEPTS} concepts per image; this version of hybrid measures {len(CONCEPT_NAMES)}" in err
+    assert "hybrid features" in err
+
+
 def test_explain_and_faithfulness_cli(run, capsys, data_root):
     assert main(["explain", str(run), "--index", "3", "--index", "11", "--quiet"]) == 0
     for i in (3, 11):
