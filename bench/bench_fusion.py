@@ -7,7 +7,7 @@ in distribution (DermaMNIST test) and in another clinic (PH2)?
 
 The concepts are always measured on the 28-px images; each CNN sees PH2 at its own training size.
 
-The concept model is XGBoost on the 32 measured concepts, fitted to the TRUE labels of the train
+The concept model is XGBoost on the measured concepts (hybrid.concepts.CONCEPTS), fitted to the TRUE labels of the train
 split (unlike the surrogates, which imitate the CNN); fixed settings, not tuned. Fusion is a
 weighted geometric mean of the two models' probabilities, p ∝ p_cnn^(1-w) · p_concepts^w, with w
 chosen on validation AUC from 0, 0.1, …, 0.5. The melanoma operating point is the product's:
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid.artifacts import RunDir  # noqa: E402
-from hybrid.concepts import measure_concepts  # noqa: E402
+from hybrid.concepts import CONCEPT_NAMES, measure_concepts  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
 from hybrid.external import default_external, load_external  # noqa: E402
 from hybrid.metrics import accuracy, auc_ovr  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> int:
                         *(["--out", args.out] if args.out != ap.get_default("out") else [])])
     lines = ["# CNN + concept-model fusion (an experiment, not in the product)", "",
              f"Command: `{command}` (no-TTA probabilities of each run). The concept model is XGBoost "
-             "on the 32 measured 28-px concepts fitted to the true train labels; fusion p ∝ p_cnn^(1−w)·p_concepts^w "
+             f"on the {len(CONCEPT_NAMES)} measured 28-px concepts fitted to the true train labels; fusion p ∝ p_cnn^(1−w)·p_concepts^w "
              "with w chosen on validation AUC. Operating point: temperature and 80%-sensitivity threshold fitted on "
              "validation. PH2: 40 melanomas, 160 nevi, evaluation only.", "",
              "| model | w | test ACC | test AUC | test mel-vs-nevus AUC | PH2 mel-vs-nevus AUC [95%] | PH2 sensitivity / specificity |",
