@@ -100,6 +100,15 @@ def concept_region_scores(shap_values: np.ndarray, feature_names) -> np.ndarray:
     return np.divide(out, tot, out=np.full_like(out, 1 / len(REGIONS)), where=tot > 0)
 
 
+def layout_shap_share(shap_values: np.ndarray, feature_names) -> float:
+    """Share of |SHAP| (N, F) carried by concepts outside REGIONS (the layout concepts): what
+    concept_region_scores leaves out."""
+    names = [n[4:] if n.startswith("cnn_") else n for n in feature_names]
+    out = np.array([REGISTRY[n].region not in REGIONS for n in names])
+    a = np.abs(np.asarray(shap_values))
+    return float(a[:, out].sum() / max(a.sum(), 1e-12))
+
+
 def pixel_region_scores(maps: np.ndarray, regions: dict[str, np.ndarray]) -> np.ndarray:
     """Share of positive attribution in each region (N, R) in REGIONS order (regions partition the image)."""
     return np.stack([mass_share(maps, regions[r]) for r in REGIONS], 1)

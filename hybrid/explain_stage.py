@@ -15,8 +15,8 @@ from .artifacts import RunDir
 from .concepts import REGIONS, REGISTRY, region_masks
 from .data import class_names, load_dataset
 from .errors import HybridError
-from .explain import (concept_region_scores, global_importance, pixel_region_scores, region_agreement,
-                      rule_path, surrogate_explanation)
+from .explain import (concept_region_scores, global_importance, layout_shap_share, pixel_region_scores,
+                      region_agreement, rule_path, surrogate_explanation)
 from .faithfulness import METRICS, deletion_insertion, mass_share, pairwise_agreement, randomised_copy, rank_corr
 from .features import feature_matrix
 from .plots import curves_figure, explanation_figure, gallery_figure
@@ -129,9 +129,7 @@ def faithfulness_stage(run: RunDir, data_root=None, opts: dict | None = None, pr
         expl = ctx.shap(idx)
         cls_shap = expl.values[np.arange(len(idx)), :, te["pred"][idx]]
         concept = concept_region_scores(cls_shap, ctx.feature_names)
-        layout = np.array([REGISTRY[n.removeprefix("cnn_")].region not in REGIONS for n in ctx.feature_names])
-        a = np.abs(cls_shap)
-        layout_share = float(a[:, layout].sum() / max(a.sum(), 1e-12))  # left out of the region comparison
+        layout_share = layout_shap_share(cls_shap, ctx.feature_names)  # left out of the region comparison
         region_area = np.stack([regions[r].reshape(len(idx), -1).mean(1) for r in REGIONS], 1)
         region_rows = []
         for m in o["methods"]:

@@ -79,3 +79,17 @@ def test_concept_region_scores_are_shares_by_declared_region():
     assert sc[1, REGIONS.index("artifact")] == sc[1, REGIONS.index("lesion")] == 0.5
     cnn = concept_region_scores(vals, [f"cnn_{n}" for n in CONCEPT_NAMES])
     np.testing.assert_allclose(cnn, sc)
+
+
+def test_layout_concepts_are_left_out_of_the_regions_and_their_share_is_reported():
+    from hybrid.explain import layout_shap_share
+
+    vals = np.zeros((2, len(CONCEPT_NAMES)))
+    vals[0, CONCEPT_NAMES.index("centre_L")] = 3.0  # layout only
+    vals[1, CONCEPT_NAMES.index("outer_a_std")] = -1.0  # layout and a lesion concept, equal |SHAP|
+    vals[1, CONCEPT_NAMES.index("lesion_L")] = 1.0
+    sc = concept_region_scores(vals, CONCEPT_NAMES)
+    np.testing.assert_allclose(sc[0], 1 / len(REGIONS))  # nothing on a region: no region preferred
+    assert sc[1, REGIONS.index("lesion")] == 1.0
+    assert layout_shap_share(vals, CONCEPT_NAMES) == 0.8  # (3 + 1) of 5
+    assert layout_shap_share(vals, [f"cnn_{n}" for n in CONCEPT_NAMES]) == 0.8
