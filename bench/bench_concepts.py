@@ -111,7 +111,7 @@ def main() -> int:
     lines = ["# Concept surrogates: does resolution close the gap?", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, python {platform.python_version()}. "
              f"CNN and its predictions: `{run}` (seed {seed}). Command: `python bench/bench_concepts.py --run {run}`", "",
-             "Same 32 concepts, same distillation as the surrogates stage (fitted to the CNN's train predictions, "
+             f"Same {len(CONCEPT_NAMES)} concepts, same distillation as the surrogates stage (fitted to the CNN's train predictions, "
              "chosen on val), test split. Targets (issue 3): XGBoost κ ≥ 0.75; tree depth ≤ 6 fidelity ≥ 0.85 and κ ≥ 0.60; "
              "logistic κ ≥ 0.55.", "",
              "| concepts measured on | logistic fid / κ | tree (depth) fid / κ | XGBoost fid / κ | measuring all "
