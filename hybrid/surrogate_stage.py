@@ -21,7 +21,7 @@ from .transfer import transfer_table
 
 SPLITS = ("train", "val", "test")
 TABLE_KEYS = ("embeddings", "proba", "pred", "concepts", "cnn_concepts", "masks", "labels", "index")
-# feature sets whose XGBoost is also fitted on the transfer set; the embedding XGBoost already
+# feature sets whose XGBoost and tree are also fitted on the transfer set; the embedding XGBoost already
 # agrees 0.97–0.98 with the CNN from the train images alone, and its copies would cost ~70 s more
 TRANSFER_SETS = ("concepts", "cnn_concepts", "concepts+cnn_concepts")
 
@@ -199,8 +199,8 @@ def fidelity_markdown(rows: list[dict]) -> str:
                      f"{r['complexity']} {r['complexity_measure']} | {r.get('fit_rows', '–')} | {r['fit_s']:.2f} |")
     lines += ["", "↑ higher is better, ↓ lower is better. Brackets: bootstrap 95% intervals over test images.", ""]
     lines += [f"- **{k}**: {d}" for k, (_, d) in FIDELITY_METRICS.items()]
-    lines += ["- **fitted on**: images the surrogate was fitted to — the train split, plus for XGBoost on concepts the "
-              "transfer set: augmented copies of the train images labelled by the CNN (hybrid.transfer)."]
+    lines += ["- **fitted on**: images the surrogate was fitted to — the train split, plus for XGBoost and the tree on "
+              "concepts the transfer set: augmented copies of the train images labelled by the CNN (hybrid.transfer)."]
     lines += ["- **train fidelity**: agreement with the CNN on the train images the surrogate was fitted to. Far above "
               "test fidelity: the surrogate memorised; close to it: its capacity, not the data, is the limit."]
     lines += ["- **majority**: always the CNN's most frequent prediction (nevus) — the floor any surrogate must beat.",

@@ -51,7 +51,7 @@ def test_fidelity_table_and_sweep(run, capsys):
     assert "| majority | any |" in capsys.readouterr().out
 
 
-def test_transfer_set_is_the_cnns_answers_on_copies_of_train_and_feeds_xgboost(run, data_root):
+def test_transfer_set_is_the_cnns_answers_on_copies_of_train_and_feeds_xgboost_and_the_tree(run, data_root):
     from hybrid.artifacts import RunDir
     from hybrid.concepts import measure_concepts
     from hybrid.data import load_dataset
@@ -69,7 +69,8 @@ def test_transfer_set_is_the_cnns_answers_on_copies_of_train_and_feeds_xgboost(r
         assert np.array_equal(z["pred"], embed_and_proba(model, copies)[1].argmax(1))
     fit_rows = {r["name"]: r["fit_rows"] for r in json.loads((run / "surrogates/fidelity.json").read_text())}
     assert fit_rows["concepts__xgboost"] == fit_rows["cnn_concepts__xgboost"] == (COPIES + 1) * 600
-    assert fit_rows["concepts__tree"] == fit_rows["concepts__logistic"] == fit_rows["embeddings__xgboost"] == 600
+    assert fit_rows["concepts__tree"] == fit_rows["cnn_concepts__tree"] == (COPIES + 1) * 600
+    assert fit_rows["concepts__logistic"] == fit_rows["embeddings__xgboost"] == fit_rows["embeddings__tree"] == 600
 
 
 def test_rules_cli_filters_by_class(run, capsys):

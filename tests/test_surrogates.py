@@ -52,9 +52,10 @@ def test_all_families_keep_the_full_class_space_and_sklearn_api():
         fitted["tree"][0].predict(X[:, :5])
 
 
-def test_transfer_set_teaches_xgboost_only():
-    """60 teacher-labelled train points are too few; 2,000 more (the transfer set) lift XGBoost's
-    agreement on new points, while the tree and the logistic model are fitted on train alone."""
+def test_transfer_set_teaches_xgboost_and_the_tree_not_the_logistic_model():
+    """60 teacher-labelled train points are too few; 2,000 more (the transfer set) lift the agreement
+    of XGBoost and of the tree with a depth-3 tree teacher on new points (the tree then recovers it),
+    while the logistic model is fitted on train alone."""
     X, teacher = _teacher_data()
     y = teacher.predict(X)
     Xtr, Xtf, Xva, Xnew = X[:60], X[60:2060], X[2060:2500], X[2500:]
@@ -62,8 +63,9 @@ def test_transfer_set_teaches_xgboost_only():
     more, _ = fit_surrogates(Xtr, y[:60], Xva, y[2060:2500], n_classes=5, n_jobs=1, transfer=(Xtf, y[60:2060]))
     agree = {k: [(f[k][0].predict(Xnew) == y[2500:]).mean() for f in (base, more)] for k in base}
     assert agree["xgboost"][1] > 0.95 > agree["xgboost"][0] + 0.05
-    assert more["xgboost"][0].n_samples_fit_ == 2060
-    for k in ("tree", "logistic", "majority"):
+    assert more["xgboost"][0].n_samples_fit_ == more["tree"][0].n_samples_fit_ == 2060
+    assert agree["tree"][1] == 1.0 > agree["tree"][0]
+    for k in ("logistic", "majority"):
         assert more[k][0].n_samples_fit_ == 60 and agree[k][0] == agree[k][1]
 
 
