@@ -1,7 +1,8 @@
 """Every stage on one preset, skipping a stage whose inputs and options are unchanged.
 
-A stage's key is the sha256 of its command line and of the sha256s (from the manifest) of the
-files it reads; after a stage succeeds its key is stored in manifest["stage_keys"]. On the next
+A stage's key is the sha256 of its command line, of the sha256s (from the manifest) of the
+files it reads and, for features and surrogates, of the code that computes them (a new version of
+hybrid re-measures and re-fits); after a stage succeeds its key is stored in manifest["stage_keys"]. On the next
 run a stage is skipped when its key matches and the files it wrote are still intact; `force`
 reruns everything. Training is keyed by the run's whole config.
 """
@@ -12,25 +13,28 @@ import json
 from pathlib import Path
 
 from .artifacts import RunDir
-from .concepts import CONCEPT_NAMES
 
 # stage → prefixes of the run files it reads, and of the files it writes
 READS = {"features": ["backbone.pt"], "surrogates": ["features/"],
          "faithfulness": ["backbone.pt", "features/", "surrogates/"], "explain": ["backbone.pt", "features/", "surrogates/"],
          "audit": ["backbone.pt", "features/", "surrogates/"],
          "report": ["metrics.json", "surrogates/", "explain/", "audit/", "evaluate/", "features/probe_r2.md"]}
+# stage → the modules whose code decides its numbers: a new version of them re-runs the stage
+CODE = {"features": ("concepts.py", "features.py", "transfer.py"),
+        "surrogates": ("distill.py", "surrogates.py", "fidelity.py", "surrogate_stage.py")}
 WRITES = {"train": ["backbone.pt", "metrics.json"], "features": ["features/"], "surrogates": ["surrogates/"],
           "faithfulness": ["explain/faithfulness.json"], "explain": ["explain/gallery.png"],
           "audit": ["audit/audit.json"], "report": ["report/report.html"]}
 
 
 def stage_key(run: RunDir, stage: str, argv: list[str], extra: str = "") -> str:
-    """sha256 of the stage's command line, `extra` (training: the config file's text; features: the
-    concept names) and the manifest sha256s of the run files it reads."""
+    """sha256 of the stage's command line, `extra` (training: the config file's text), the source of
+    the modules in CODE[stage] and the manifest sha256s of the run files it reads."""
     files = run.manifest.get("files", {})
     reads = READS.get(stage, [])
     inputs = sorted((k, v) for k, v in files.items() if any(k.startswith(p) for p in reads))
-    blob = json.dumps([stage, argv, inputs, extra], sort_keys=True, default=str)
+    code = [hashlib.sha256((Path(__file__).parent / m).read_bytes()).hexdigest() for m in CODE.get(stage, ())]
+    blob = json.dumps([stage, argv, inputs, extra] + ([code] if code else []), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -73,8 +77,7 @@ def run_pipeline(config: str, train_argv: list[str], run_path: Path, data: list[
     config_text = Path(config).read_text() if Path(config).is_file() else config
     for name, argv in stages:
         run = RunDir(run_path)
-        extra = {"train": config_text, "features": ",".join(CONCEPT_NAMES)}.get(name, "")  # a new concept set re-measures
-        key = stage_key(run, name, argv, extra) if name in WRITES else None
+        key = stage_key(run, name, argv, config_text if name == "train" else "") if name in WRITES else None
         if key and not force and (run.path / "manifest.json").exists() and up_to_date(run, name, key):
             print(f"== skip {name}: inputs and options unchanged (--force reruns it)", flush=True)
             continue

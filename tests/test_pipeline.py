@@ -45,6 +45,14 @@ def test_pipeline_end_to_end_then_every_stage_skipped(tmp_path, data_root, capsy
     for stage in ("train", "features", "surrogates", "faithfulness", "audit", "report"):
         assert f"== skip {stage}" in out
 
+    import hybrid.pipeline as P  # a new version of the surrogates' code: that stage and what reads it rerun
+
+    monkeypatch.setitem(P.CODE, "surrogates", P.CODE["surrogates"][:-1])
+    assert run_all.run_all(argv) == 0
+    out = capsys.readouterr().out
+    assert "== skip train" in out and "== skip features" in out and "== hybrid surrogates" in out
+    monkeypatch.undo()
+
     # SIGKILL the surrogates stage part-way (it has started, not finished)
     proc = subprocess.Popen([sys.executable, "-m", "hybrid.cli", "surrogates", str(run), "--n-bootstrap", "20"],
                             env=dict(os.environ, PYTHONPATH=str(PROJECT)),
