@@ -88,12 +88,16 @@ def rule_path(surrogate, x: np.ndarray, feature_names, units=None) -> list[str]:
     return out
 
 
+def _concept_regions(feature_names) -> np.ndarray:
+    """The registry's region of each feature; a CNN probe 'cnn_x' takes the region of concept x."""
+    return np.array([REGISTRY[n.removeprefix("cnn_")].region for n in feature_names])
+
+
 def concept_region_scores(shap_values: np.ndarray, feature_names) -> np.ndarray:
     """|SHAP| (N, F) of one class summed over the concepts of each region → shares (N, R) in REGIONS order.
     Features not in the concept registry (e.g. CNN probes 'cnn_x') count for the region of concept x;
     layout concepts (fixed central disc and outer zone, no mask region) are left out of the shares."""
-    names = [n[4:] if n.startswith("cnn_") else n for n in feature_names]
-    regions = np.array([REGISTRY[n].region for n in names])
+    regions = _concept_regions(feature_names)
     a = np.abs(np.asarray(shap_values))
     out = np.stack([a[:, regions == r].sum(1) for r in REGIONS], 1)
     tot = out.sum(1, keepdims=True)
@@ -103,8 +107,7 @@ def concept_region_scores(shap_values: np.ndarray, feature_names) -> np.ndarray:
 def layout_shap_share(shap_values: np.ndarray, feature_names) -> float:
     """Share of |SHAP| (N, F) carried by concepts outside REGIONS (the layout concepts): what
     concept_region_scores leaves out."""
-    names = [n[4:] if n.startswith("cnn_") else n for n in feature_names]
-    out = np.array([REGISTRY[n].region not in REGIONS for n in names])
+    out = ~np.isin(_concept_regions(feature_names), REGIONS)
     a = np.abs(np.asarray(shap_values))
     return float(a[:, out].sum() / max(a.sum(), 1e-12))
 
