@@ -28,7 +28,8 @@ DEFAULTS: dict = {
     "train": {
         "epochs": 30,
         "batch_size": 128,
-        "lr": 3e-3,
+        "optimizer": "adamw",  # adamw | sgd (Nesterov momentum 0.9); either under the one-cycle schedule
+        "lr": 3e-3,  # peak learning rate of the one-cycle schedule
         "weight_decay": 5e-4,
         "label_smoothing": 0.1,
         "class_weight": "sqrt",  # none | sqrt | balanced: loss weight ∝ freq^-0 / ^-0.5 / ^-1
@@ -125,6 +126,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _merge(cfg, _parse_override(text), "", f"--set {text}")
     if cfg["train"]["class_weight"] not in ("none", "sqrt", "balanced"):
         raise HybridError("Config 'train.class_weight' must be one of none, sqrt, balanced.")
+    if cfg["train"]["optimizer"] not in ("adamw", "sgd"):
+        raise HybridError("Config 'train.optimizer' must be one of adamw, sgd.")
     if cfg["train"]["concept_weight"] > 0 and cfg["train"]["mixup_alpha"] > 0:
         raise HybridError("Config: train.concept_weight and train.mixup_alpha cannot both be set "
                           "(a mixed image has no measured concepts).")

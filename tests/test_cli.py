@@ -92,3 +92,11 @@ def test_readme_python_example_runs(run):
     assert ns["proba"].shape == (2005, 7) and ns["p"].shape == (2005, 7)
     assert ns["emb"].shape == (2005, ns["model"].embed_dim)
     assert np.allclose(ns["p"], predict_proba(ns["model"], ns["test"].images), atol=1e-5)
+
+
+def test_unknown_optimizer_is_refused(tmp_path, capsys):
+    args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
+            "--set", "train.optimizer=adam"]
+    assert main(args) == 2
+    assert "'train.optimizer' must be one of adamw, sgd" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -11,7 +11,7 @@ import torch
 
 from hybrid.augment import augment, dihedral_views, to_float
 from hybrid.data import load_dataset
-from hybrid.train import MemoryStore, _sam_ascent, _sam_descend, ema_decay_at, train_backbone
+from hybrid.train import MemoryStore, _sam_ascent, _sam_descend, ema_decay_at, make_optimizer, train_backbone
 
 from .conftest import PROJECT, tiny_config
 
@@ -74,6 +74,15 @@ def test_sam_training_is_seeded_and_differs_from_plain_training(data_root):
     assert _same_state(m1.state_dict(), m2.state_dict()) and h1 == h2
     plain, _, _ = train_backbone(tr.images, tr.labels, va.images, va.labels, 7, tiny_config("train.epochs=1"), progress=False)
     assert not _same_state(m1.state_dict(), plain.state_dict())
+
+
+def test_optimizer_is_chosen_by_the_config():
+    model = torch.nn.Linear(3, 2)
+    sgd = make_optimizer(model, {"optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4})
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9 and sgd.defaults["lr"] == 0.1
+    adamw = make_optimizer(model, {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 5e-4})
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 5e-4
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(data_root):
