@@ -28,7 +28,7 @@ DEFAULTS: dict = {
     "train": {
         "epochs": 30,
         "batch_size": 128,
-        "optimizer": "adamw",  # adamw | sgd (Nesterov momentum 0.9); either under the one-cycle schedule
+        "optimizer": "adamw",  # adamw | sgd (Nesterov; momentum cycled 0.95-0.85 by the one-cycle schedule)
         "lr": 3e-3,  # peak learning rate of the one-cycle schedule
         "weight_decay": 5e-4,
         "label_smoothing": 0.1,
