@@ -7,6 +7,7 @@ import pytest
 from hybrid.cli import main
 from hybrid.concepts import CONCEPT_NAMES
 from hybrid.external import default_external
+from hybrid.shift import SHIFT_ALPHA
 
 from .conftest import PROJECT, tampered_copy, tiny_cli_args, train_tiny_run
 
@@ -215,7 +216,7 @@ def test_evaluate_adapt_bn_adds_a_column_and_keeps_the_validation_operating_poin
     for s in res["sets"].values():
         assert 0 <= s["shift"]["outside_fraction"] <= 1 and s["shift"]["median_distance"] > 0
     assert "embedding distance (median distance)" in out
-    assert ("Warning — bn is shifted" in out) == (res["sets"]["bn"]["shift"]["p_value"] < 1e-3)
+    assert ("Warning — bn is shifted" in out) == (res["sets"]["bn"]["shift"]["p_value"] < SHIFT_ALPHA)
     assert "Warning — DermaMNIST test" not in out  # only the external set is tested for shift
     with np.load(default_external("ph2", 28)) as z:
         np.savez(tmp_path / "few.npz", test_images=z["test_images"][:20], test_labels=z["test_labels"][:20])
