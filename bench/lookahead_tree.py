@@ -27,11 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid.artifacts import RunDir  # noqa: E402
+from hybrid.distill import READABLE_DEPTH  # noqa: E402
 from hybrid.features import feature_matrix  # noqa: E402
 from hybrid.fidelity import kappa  # noqa: E402
 from hybrid.surrogate_stage import load_tables, load_transfer  # noqa: E402
+from hybrid.surrogates import Surrogate  # noqa: E402
 
-DEPTH, MIN_LEAF = 6, 5
+DEPTH, MIN_LEAF = READABLE_DEPTH, Surrogate().min_samples_leaf  # the product's readable tree
 
 
 def cart(X, y, depth, seed):
