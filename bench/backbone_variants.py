@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Experiment (not part of the product): two backbone variants the recipe search had not tried.
+
+    python bench/backbone_variants.py --variant cutmix --seed 0 [--alpha 1.0 --prob 0.5]
+    python bench/backbone_variants.py --variant upsample --seed 0 [--factor 2]
+
+cutmix: CutMix (Yun et al. 2019) on top of the default recipe. With probability `prob` a batch gets,
+for every image, a box of area fraction 1 − λ (λ ~ Beta(α, α)) pasted from another image of the
+batch; the loss is λ · CE(own label) + (1 − λ) · CE(other label), λ recomputed from the clipped box.
+Unlike mixup (run I) the pasted pixels are real lesion texture; unlike cutout (run N) the hole is
+filled and labelled.
+
+upsample: every image (train, val, test) is enlarged `factor` times (bilinear, back to uint8) before
+the default recipe sees it, so the backbone gets one stage more (28 → 56 px: 56, 28, 14, 7 px maps)
+and ~4x the compute, but no new information. It separates what the 64-px runs gained from the
+larger maps from what they gained from the extra pixels.
+
+Both use the default preset's config and seed, are selected on val AUC as the product selects, and
+print best val AUC and test ACC / AUC without and with 8-view TTA. Val chooses; test reports.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import hybrid.train as T  # noqa: E402
+from hybrid.config import load_config  # noqa: E402
+from hybrid.data import load_dataset  # noqa: E402
+from hybrid.metrics import accuracy, auc_ovr  # noqa: E402
+
+
+def cutmix_loss(alpha: float, prob: float):
+    """A replacement for hybrid.train._loss that applies CutMix (global torch RNG, which the
+    training loop seeds from (seed, epoch), so runs are reproducible)."""
+    def loss(module, x, y, weights, smoothing, mix, cw, ct_batch):
+        ce = lambda logits, t: F.cross_entropy(logits.float(), t, weight=weights, label_smoothing=smoothing)
+        if float(torch.rand(())) >= prob:
+            return ce(module(x), y)
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        s = x.shape[-1]
+        cut = int(round(s * (1 - lam) ** 0.5))
+        cy, cx = (int(v) for v in torch.randint(0, s, (2,)))
+        y0, y1, x0, x1 = max(cy - cut // 2, 0), min(cy + cut - cut // 2, s), max(cx - cut // 2, 0), min(cx + cut - cut // 2, s)
+        j = torch.randperm(len(x), device=x.device)
+        x = x.clone()
+        x[:, :, y0:y1, x0:x1] = x[j, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (s * s)
+        logits = module(x)
+        return lam * ce(logits, y) + (1 - lam) * ce(logits, y[j])
+    return loss
+
+
+def upsample(images_u8: np.ndarray, factor: int) -> np.ndarray:
+    """(N, S, S, C) uint8 → (N, factor·S, factor·S, C) uint8, bilinear."""
+    x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", choices=("cutmix", "upsample"), required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--alpha", type=float, default=1.0, help="cutmix: Beta(α, α) for λ")
+    ap.add_argument("--prob", type=float, default=0.5, help="cutmix: share of batches mixed")
+    ap.add_argument("--factor", type=int, default=2, help="upsample: enlargement factor")
+    ap.add_argument("--config", default=str(ROOT / "configs/default.toml"))
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    cfg = load_config(a.config, [f"run.seed={a.seed}"])
+    assert cfg["train"]["mixup_alpha"] == 0 and cfg["train"]["concept_weight"] == 0
+    d = load_dataset("dermamnist", cfg["data"]["size"])
+    tr, va, te = d.splits["train"], d.splits["val"], d.splits["test"]
+    xs = [tr.images, va.images, te.images]
+    if a.variant == "cutmix":
+        T._loss = cutmix_loss(a.alpha, a.prob)
+        label = f"cutmix alpha {a.alpha} prob {a.prob}"
+    else:
+        xs = [upsample(x, a.factor) for x in xs]
+        label = f"upsample x{a.factor} ({xs[0].shape[1]} px)"
+    model, hist, info = T.train_backbone(xs[0], tr.labels, xs[1], va.labels, 7, cfg)
+    t_train = time.perf_counter() - t0
+    out = {"best val AUC": round(max(h["val_auc"] for h in hist), 4), "best epoch": info["best_epoch"]}
+    for tta in (False, True):
+        p = T.predict_proba(model.fused(), xs[2], tta=tta)
+        out["test TTA" if tta else "test"] = (round(accuracy(te.labels, p), 4), round(auc_ovr(te.labels, p), 4))
+    print(f"{label}, seed {a.seed}: {out} (training {t_train:.0f} s, all {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
