@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Experiment (not part of the product): two backbone variants the recipe search had not tried.
 
-    python bench/backbone_variants.py --variant cutmix --seed 0 [--alpha 1.0 --prob 0.5]
+    python bench/backbone_variants.py --variant cutmix --seed 0 [--alpha 1.0 --prob 0.5] [--set train.epochs=60]
     python bench/backbone_variants.py --variant upsample --seed 0 [--factor 2]
 
 cutmix: CutMix (Yun et al. 2019) on top of the default recipe. With probability `prob` a batch gets,
@@ -74,9 +74,11 @@ def main() -> int:
     ap.add_argument("--prob", type=float, default=0.5, help="cutmix: share of batches mixed")
     ap.add_argument("--factor", type=int, default=2, help="upsample: enlargement factor")
     ap.add_argument("--config", default=str(ROOT / "configs/default.toml"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, as for `hybrid train --set` (e.g. train.epochs=60)")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    cfg = load_config(a.config, [f"run.seed={a.seed}"])
+    cfg = load_config(a.config, [f"run.seed={a.seed}", *a.set])
     assert cfg["train"]["mixup_alpha"] == 0 and cfg["train"]["concept_weight"] == 0
     d = load_dataset("dermamnist", cfg["data"]["size"])
     tr, va, te = d.splits["train"], d.splits["val"], d.splits["test"]
@@ -93,7 +95,7 @@ def main() -> int:
     for tta in (False, True):
         p = T.predict_proba(model.fused(), xs[2], tta=tta)
         out["test TTA" if tta else "test"] = (round(accuracy(te.labels, p), 4), round(auc_ovr(te.labels, p), 4))
-    print(f"{label}, seed {a.seed}: {out} (training {t_train:.0f} s, all {time.perf_counter() - t0:.0f} s)")
+    print(f"{label}, {cfg['train']['epochs']} epochs, seed {a.seed}: {out} (training {t_train:.0f} s, all {time.perf_counter() - t0:.0f} s)")
     return 0
 
 
