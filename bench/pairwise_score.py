@@ -62,12 +62,12 @@ def main() -> int:
     print("| run | score | val AUC | test AUC / sens / spec / other→mel | PH2 AUC / sens / spec |")
     print("| --- | --- | --- | --- | --- |")
     for r in a.runs:
-        run = RunDir(Path(r))
+        run = RunDir.open(r)
         model, _ = load_backbone(run)
-        pred = Path(r) / "predictions"
-        suffix = "_tta_proba.npy" if a.tta else "_proba.npy"
-        pv, yv = np.load(pred / f"val{suffix}"), np.load(pred / "val_labels.npy").reshape(-1)
-        pt, yt = np.load(pred / f"test{suffix}"), np.load(pred / "test_labels.npy").reshape(-1)
+        kind = "tta_proba" if a.tta else "proba"
+        load = lambda split, what: np.load(run.verify(f"predictions/{split}_{what}.npy"))  # noqa: E731
+        pv, yv = load("val", kind), load("val", "labels").reshape(-1)
+        pt, yt = load("test", kind), load("test", "labels").reshape(-1)
         xe, ye = load_external(a.external, model.config["image_size"])
         pe = predict_proba(model.fused(), xe, tta=a.tta)
         temp = fit_temperature(pv, yv)

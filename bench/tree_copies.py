@@ -8,7 +8,7 @@ labelled (hybrid.transfer, COPIES = 5; chosen for XGBoost, bench/results_transfe
 whether the tree, on measured concepts, CNN concepts or both, imitates the CNN better with 10 or 20.
 The copies are made once with a fixed seed (so their measured concepts are computed once for every
 run); each run's CNN labels them and its concept probe reads them. Depth 1–6 is chosen on val
-fidelity, as the stage chooses it; val chooses the number of copies, test reports.
+fidelity, as the stage chooses it; val would choose the number of copies, test reports.
 """
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ def main() -> int:
                 m = k * n
                 s = best_tree(np.concatenate([X["train"], Xc[:m]]), np.concatenate([y["train"], copies["pred"][:m]]),
                               X["val"], y["val"], seed)
-                r = {sp: (float((s.predict(X[sp]) == y[sp]).mean()), kappa(y[sp], s.predict(X[sp])))
-                     for sp in ("train", "val", "test")}
+                p = {sp: s.predict(X[sp]) for sp in ("train", "val", "test")}
+                r = {sp: (float((p[sp] == y[sp]).mean()), kappa(y[sp], p[sp])) for sp in p}
                 rows.append((Path(path).name, fs, k, s.complexity()["depth"], r))
                 print(rows[-1], flush=True)
     lines = ["# The depth-≤ 6 tree fitted on train + k transfer copies", "",
