@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Experiment (not part of the product): two backbone variants the recipe search had not tried.
+"""Experiment (not part of the product): backbone variants the recipe search had not tried.
 
     python bench/backbone_variants.py --variant cutmix --seed 0 [--alpha 1.0 --prob 0.5] [--set train.epochs=60]
     python bench/backbone_variants.py --variant upsample --seed 0 [--factor 2]
+    python bench/backbone_variants.py --variant affine --seed 0 [--scale 0.1]
+    python bench/backbone_variants.py --variant se --seed 0 [--reduction 4]
 
 cutmix: CutMix (Yun et al. 2019) on top of the default recipe. With probability `prob` a batch gets,
 for every image, a box of area fraction 1 − λ (λ ~ Beta(α, α)) pasted from another image of the
@@ -15,7 +17,15 @@ the default recipe sees it, so the backbone gets one stage more (28 → 56 px: 5
 and ~4x the compute, but no new information. It separates what the 64-px runs gained from the
 larger maps from what they gained from the extra pixels.
 
-Both use the default preset's config and seed, are selected on val AUC as the product selects, and
+affine: after the default augmentation (flips, 90° rotations, 2-px shifts), every training image is
+rotated by a uniform angle in [0°, 360°) and scaled by a uniform factor in [1 − scale, 1 + scale]
+(bilinear, reflection at the border). A lesion has no orientation, so the 8 dihedral views leave
+out every angle in between; ISIC-challenge recipes rotate freely.
+
+se: a squeeze-and-excitation gate (Hu et al. 2018; global average → C/r → ReLU → C → sigmoid, per
+channel) on the residual branch of every block, before the addition; ~2% more parameters.
+
+All use the default preset's config and seed, are selected on val AUC as the product selects, and
 print best val AUC and test ACC / AUC without and with 8-view TTA. Val chooses; test reports.
 """
 from __future__ import annotations
@@ -59,6 +69,42 @@ def cutmix_loss(alpha: float, prob: float):
     return loss
 
 
+def affine_augment(base, scale: float):
+    """Wrap hybrid.augment.augment: its output, then a random rotation and scaling per image, drawn
+    from the same generator so runs stay reproducible and resumable."""
+    def aug(x, g, *args):
+        x = base(x, g, *args)
+        b = len(x)
+        theta = torch.rand(b, generator=g) * 2 * torch.pi
+        z = 1 + (2 * torch.rand(b, generator=g) - 1) * scale  # zoom > 1 enlarges
+        cos, sin = torch.cos(theta) / z, torch.sin(theta) / z
+        mat = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1),
+                           torch.stack([sin, cos, torch.zeros(b)], 1)], 1).to(x.device, x.dtype)
+        grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False).contiguous()
+    return aug
+
+
+def add_squeeze_excitation(reduction: int) -> None:
+    """Patch hybrid.backbone.ResBlock so every block built afterwards gates its residual branch."""
+    import hybrid.backbone as B
+    init, cls = B.ResBlock.__init__, B.ResBlock
+
+    def new_init(self, c_in, c_out, stride=1):
+        init(self, c_in, c_out, stride)
+        h = max(c_out // reduction, 4)
+        self.se = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(c_out, h, 1),
+                                      torch.nn.ReLU(), torch.nn.Conv2d(h, c_out, 1), torch.nn.Sigmoid())
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        y = y * self.se(y)
+        return F.relu(y + (x if self.short is None else self.short(x)))
+
+    cls.__init__, cls.forward = new_init, forward
+
+
 def upsample(images_u8: np.ndarray, factor: int) -> np.ndarray:
     """(N, S, S, C) uint8 → (N, factor·S, factor·S, C) uint8, bilinear."""
     x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float()
@@ -68,11 +114,13 @@ def upsample(images_u8: np.ndarray, factor: int) -> np.ndarray:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", choices=("cutmix", "upsample"), required=True)
+    ap.add_argument("--variant", choices=("cutmix", "upsample", "affine", "se"), required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--alpha", type=float, default=1.0, help="cutmix: Beta(α, α) for λ")
     ap.add_argument("--prob", type=float, default=0.5, help="cutmix: share of batches mixed")
     ap.add_argument("--factor", type=int, default=2, help="upsample: enlargement factor")
+    ap.add_argument("--scale", type=float, default=0.1, help="affine: zoom range ± scale")
+    ap.add_argument("--reduction", type=int, default=4, help="se: channel reduction r")
     ap.add_argument("--config", default=str(ROOT / "configs/default.toml"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, as for `hybrid train --set` (e.g. train.epochs=60)")
@@ -86,15 +134,22 @@ def main() -> int:
     if a.variant == "cutmix":
         T._loss = cutmix_loss(a.alpha, a.prob)
         label = f"cutmix alpha {a.alpha} prob {a.prob}"
-    else:
+    elif a.variant == "upsample":
         xs = [upsample(x, a.factor) for x in xs]
         label = f"upsample x{a.factor} ({xs[0].shape[1]} px)"
+    elif a.variant == "affine":
+        T.augment = affine_augment(T.augment, a.scale)
+        label = f"affine rotation 0-360 deg, zoom +-{a.scale}"
+    else:
+        add_squeeze_excitation(a.reduction)
+        label = f"squeeze-excitation r={a.reduction}"
     model, hist, info = T.train_backbone(xs[0], tr.labels, xs[1], va.labels, 7, cfg)
     t_train = time.perf_counter() - t0
     out = {"best val AUC": round(max(h["val_auc"] for h in hist), 4), "best epoch": info["best_epoch"]}
     for tta in (False, True):
         p = T.predict_proba(model.fused(), xs[2], tta=tta)
         out["test TTA" if tta else "test"] = (round(accuracy(te.labels, p), 4), round(auc_ovr(te.labels, p), 4))
+    out["parameters"] = sum(p.numel() for p in model.parameters())
     print(f"{label}, {cfg['train']['epochs']} epochs, seed {a.seed}: {out} (training {t_train:.0f} s, all {time.perf_counter() - t0:.0f} s)")
     return 0
 
