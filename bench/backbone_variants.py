@@ -5,6 +5,7 @@
     python bench/backbone_variants.py --variant upsample --seed 0 [--factor 2]
     python bench/backbone_variants.py --variant affine --seed 0 [--scale 0.1]
     python bench/backbone_variants.py --variant se --seed 0 [--reduction 4]
+    python bench/backbone_variants.py --variant plain --seed 0
 
 cutmix: CutMix (Yun et al. 2019) on top of the default recipe. With probability `prob` a batch gets,
 for every image, a box of area fraction 1 − λ (λ ~ Beta(α, α)) pasted from another image of the
@@ -25,12 +26,19 @@ out every angle in between; ISIC-challenge recipes rotate freely.
 se: a squeeze-and-excitation gate (Hu et al. 2018; global average → C/r → ReLU → C → sigmoid, per
 channel) on the residual branch of every block, before the addition; ~2% more parameters.
 
+plain: the issue's floor architecture, rebuilt from its description ("a plain 6-convolution CNN,
+~0.65 M parameters"): three stages of two 3×3 conv-BN-ReLU layers at widths 48, 96, 192, 2×2 max
+pooling between stages, global average pooling, dropout and a linear head (646k parameters, about
+3× the default's convolution work). It replaces the residual network and its 3×3 grid head; the
+training recipe stays the default's.
+
 All use the default preset's config and seed, are selected on val AUC as the product selects, and
 print best val AUC and test ACC / AUC without and with 8-view TTA. Val chooses; test reports.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -43,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hybrid.train as T  # noqa: E402
+from hybrid.backbone import DermaCNN  # noqa: E402
 from hybrid.config import load_config  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
 from hybrid.metrics import accuracy, auc_ovr  # noqa: E402
@@ -105,6 +114,33 @@ def add_squeeze_excitation(reduction: int) -> None:
     cls.__init__, cls.forward = new_init, forward
 
 
+class PlainCNN(DermaCNN):
+    """The plain 6-convolution CNN of `plain`, with DermaCNN's interface (normalisation, embed, classify)."""
+
+    def __init__(self, n_classes: int, in_channels: int, image_size: int, dropout: float = 0.2,
+                 widths: tuple[int, ...] = (48, 96, 192)):
+        super().__init__(n_classes, in_channels, image_size, width=8, blocks_per_stage=1, dropout=dropout, head="avg")
+        layers, c = [], in_channels
+        for i, w in enumerate(widths):
+            if i:
+                layers.append(torch.nn.MaxPool2d(2))
+            for _ in range(2):
+                layers += [torch.nn.Conv2d(c, w, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(w), torch.nn.ReLU()]
+                c = w
+        self.stem, self.stages = torch.nn.Identity(), torch.nn.Sequential(*layers)
+        self.feature_channels = self.embed_dim = c
+        self.head = torch.nn.Linear(c, n_classes)
+
+    def fused(self) -> "PlainCNN":
+        return copy.deepcopy(self).eval()
+
+
+def use_plain_cnn() -> None:
+    """Make hybrid.train build (and rebuild from config) PlainCNN instead of the default backbone."""
+    T.build_backbone = lambda n_classes, channels, size, width, blocks, dropout, *rest: PlainCNN(n_classes, channels, size, dropout)
+    T.from_config = lambda c: PlainCNN(c["n_classes"], c["in_channels"], c["image_size"], c["dropout"])
+
+
 def upsample(images_u8: np.ndarray, factor: int) -> np.ndarray:
     """(N, S, S, C) uint8 → (N, factor·S, factor·S, C) uint8, bilinear."""
     x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float()
@@ -114,7 +150,7 @@ def upsample(images_u8: np.ndarray, factor: int) -> np.ndarray:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", choices=("cutmix", "upsample", "affine", "se"), required=True)
+    ap.add_argument("--variant", choices=("cutmix", "upsample", "affine", "se", "plain"), required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--alpha", type=float, default=1.0, help="cutmix: Beta(α, α) for λ")
     ap.add_argument("--prob", type=float, default=0.5, help="cutmix: share of batches mixed")
@@ -140,9 +176,12 @@ def main() -> int:
     elif a.variant == "affine":
         T.augment = affine_augment(T.augment, a.scale)
         label = f"affine rotation 0-360 deg, zoom +-{a.scale}"
-    else:
+    elif a.variant == "se":
         add_squeeze_excitation(a.reduction)
         label = f"squeeze-excitation r={a.reduction}"
+    else:
+        use_plain_cnn()
+        label = "plain 6-convolution CNN (48-96-192, global pooling)"
     model, hist, info = T.train_backbone(xs[0], tr.labels, xs[1], va.labels, 7, cfg)
     t_train = time.perf_counter() - t0
     out = {"best val AUC": round(max(h["val_auc"] for h in hist), 4), "best epoch": info["best_epoch"]}
