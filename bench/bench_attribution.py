@@ -41,7 +41,8 @@ def model_for(args, size: int):
         return load_backbone(RunDir.open(args.run))[0]
     m = load_config(ROOT / "configs" / "default.toml")["model"]
     torch.manual_seed(0)
-    return build_backbone(7, 3, size, m["width"], m["blocks_per_stage"], m["dropout"], m["head"], m["embed_dim"]).eval()
+    return build_backbone(7, 3, size, m["width"], m["blocks_per_stage"], m["dropout"], m["head"], m["embed_dim"],
+                          arch=m["arch"]).eval()
 
 
 def timed(fn, repeat: int = 1) -> float:

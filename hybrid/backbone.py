@@ -33,6 +33,27 @@ class ResBlock(nn.Module):
         return F.relu(y + (x if self.short is None else self.short(x)))
 
 
+class PlainBlock(nn.Module):
+    """VGG-style: optional 2×2 max pooling, then two 3×3 conv-BN-ReLU layers, no shortcut."""
+
+    short = None  # the interface of ResBlock, for fused()
+
+    def __init__(self, c_in: int, c_out: int, pool: bool):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(self.pool(x))))
+        return F.relu(self.bn2(self.conv2(y)))
+
+
+ARCHS = ("resnet", "plain")
+
+
 def n_stages_for(image_size: int) -> int:
     """Three stages (28→7 px maps) at 28 px; one more per doubling, so the last map stays ~7–8 px."""
     n, s = 3, 28
@@ -52,6 +73,9 @@ def shades_of_gray(x: torch.Tensor, p: int = 6) -> torch.Tensor:
 
 class DermaCNN(nn.Module):
     """Residual CNN: stem → stages of ResBlocks (width doubles, resolution halves) → pooled embedding → linear head.
+    arch='plain' builds the plain CNN of the issue's floor instead: no stem, stages of PlainBlocks
+    (two conv-BN-ReLU layers, max pooling between stages); at width 48 with head='avg' and 28-px
+    input it has 646,807 parameters.
 
     forward(x) → logits (B, n_classes); embed(x) → (B, embed_dim); features(x) → last feature map
     (B, feature_channels, h, w) for Grad-CAM. head='avg' pools globally (embed_dim = channels);
@@ -62,22 +86,30 @@ class DermaCNN(nn.Module):
 
     def __init__(self, n_classes: int = 7, in_channels: int = 3, image_size: int = 28,
                  width: int = 32, blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg",
-                 embed_dim: int = 256, colour_constancy: int = 0):
+                 embed_dim: int = 256, colour_constancy: int = 0, arch: str = "resnet"):
         super().__init__()
         if head not in ("avg", "grid"):
             raise ValueError(f"head must be 'avg' or 'grid', got {head!r}")
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
         self.config = dict(n_classes=n_classes, in_channels=in_channels, image_size=image_size,
                            width=width, blocks_per_stage=blocks_per_stage, dropout=dropout, head=head,
-                           embed_dim=embed_dim, colour_constancy=colour_constancy)
+                           embed_dim=embed_dim, colour_constancy=colour_constancy, arch=arch)
         self.colour_constancy = colour_constancy
         self.register_buffer("mean", torch.full((1, in_channels, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, in_channels, 1, 1), 0.25))
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        layers, c = [], width
+        if arch == "plain":
+            self.stem, c = nn.Identity(), in_channels
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+            c = width
+        layers = []
         for s in range(n_stages_for(image_size)):
             c_out = width * 2 ** s if s < 4 else width * 8
             for b in range(blocks_per_stage):
-                layers.append(ResBlock(c, c_out, stride=2 if (b == 0 and s > 0) else 1))
+                first = b == 0 and s > 0
+                layers.append(PlainBlock(c, c_out, pool=first) if arch == "plain"
+                              else ResBlock(c, c_out, stride=2 if first else 1))
                 c = c_out
         self.stages = nn.Sequential(*layers)
         self.feature_channels = c
@@ -134,7 +166,8 @@ class DermaCNN(nn.Module):
         throughput (bench/bench_attribution.py). For prediction and attribution only: its
         state_dict no longer matches the architecture, so checkpoints keep the unfused model."""
         m = copy.deepcopy(self).eval()
-        m.stem = nn.Sequential(fuse_conv_bn_eval(m.stem[0], m.stem[1]), m.stem[2])
+        if isinstance(m.stem, nn.Sequential):  # the plain CNN has no stem
+            m.stem = nn.Sequential(fuse_conv_bn_eval(m.stem[0], m.stem[1]), m.stem[2])
         for block in m.stages:
             block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
             block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
@@ -145,14 +178,15 @@ class DermaCNN(nn.Module):
 
 def build_backbone(n_classes: int, in_channels: int, image_size: int, width: int = 32,
                    blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg", embed_dim: int = 256,
-                   colour_constancy: int = 0) -> DermaCNN:
-    return DermaCNN(n_classes, in_channels, image_size, width, blocks_per_stage, dropout, head, embed_dim, colour_constancy)
+                   colour_constancy: int = 0, arch: str = "resnet") -> DermaCNN:
+    return DermaCNN(n_classes, in_channels, image_size, width, blocks_per_stage, dropout, head, embed_dim,
+                    colour_constancy, arch)
 
 
 def from_config(c: dict) -> DermaCNN:
     """Rebuild a backbone from its saved `config` dict (with its concept head when it had one)."""
     m = DermaCNN(c["n_classes"], c["in_channels"], c["image_size"], c["width"], c["blocks_per_stage"],
-                 c["dropout"], c.get("head", "avg"), c.get("embed_dim", 256), c.get("colour_constancy", 0))
+                 c["dropout"], c.get("head", "avg"), c.get("embed_dim", 256), c.get("colour_constancy", 0), c.get("arch", "resnet"))
     if c.get("n_concepts"):
         m.attach_concept_head(c["n_concepts"])
     return m

@@ -21,7 +21,8 @@ DEFAULTS: dict = {
                   "fraction": 0.9,  # share of that class stamped
                   "fraction_other": 0.05},  # share of every other class stamped
     },
-    "model": {"width": 32, "blocks_per_stage": 2, "dropout": 0.2,
+    "model": {"arch": "resnet",  # resnet | plain (the VGG-style CNN of the floor; hybrid.backbone)
+              "width": 32, "blocks_per_stage": 2, "dropout": 0.2,
               "head": "avg",  # avg: global average pooling | grid: 3×3 layout → linear → ReLU
               "embed_dim": 256,  # embedding size of the grid head
               "colour_constancy": 0},  # >0: Shades of Gray with this Minkowski norm (6), at train and test time
@@ -126,6 +127,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _merge(cfg, _parse_override(text), "", f"--set {text}")
     if cfg["train"]["class_weight"] not in ("none", "sqrt", "balanced"):
         raise HybridError("Config 'train.class_weight' must be one of none, sqrt, balanced.")
+    if cfg["model"]["arch"] not in ("resnet", "plain"):
+        raise HybridError("Config 'model.arch' must be one of resnet, plain.")
     if cfg["train"]["optimizer"] not in ("adamw", "sgd"):
         raise HybridError("Config 'train.optimizer' must be one of adamw, sgd.")
     if cfg["train"]["concept_weight"] > 0 and cfg["train"]["mixup_alpha"] > 0:

@@ -247,7 +247,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     np.random.seed(seed)
     size, channels = train_x.shape[1], train_x.shape[-1]
     model = build_backbone(n_classes, channels, size, mc["width"], mc["blocks_per_stage"], mc["dropout"],
-                           mc["head"], mc["embed_dim"], mc["colour_constancy"])
+                           mc["head"], mc["embed_dim"], mc["colour_constancy"], mc["arch"])
     model.set_normalization(*channel_stats(model, train_x))
     cw = tc["concept_weight"]
     if cw > 0:

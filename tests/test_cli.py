@@ -94,6 +94,14 @@ def test_readme_python_example_runs(run):
     assert np.allclose(ns["p"], predict_proba(ns["model"], ns["test"].images), atol=1e-5)
 
 
+def test_unknown_arch_is_refused(tmp_path, capsys):
+    args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
+            "--set", "model.arch=vgg"]
+    assert main(args) == 2
+    assert "'model.arch' must be one of resnet, plain" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_unknown_optimizer_is_refused(tmp_path, capsys):
     args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
             "--set", "train.optimizer=adam"]

@@ -180,14 +180,14 @@ def test_cutout_blanks_one_square_with_the_image_mean():
         assert torch.allclose(y[i][:, changed[i]], x[i].mean((1, 2))[:, None].expand(3, 49))
 
 
-@pytest.mark.parametrize("head,size", [("grid", 28), ("avg", 64)])
-def test_fused_copy_is_the_same_function_without_batchnorm(head, size):
+@pytest.mark.parametrize("head,size,arch", [("grid", 28, "resnet"), ("avg", 64, "resnet"), ("avg", 28, "plain")])
+def test_fused_copy_is_the_same_function_without_batchnorm(head, size, arch):
     """BatchNorm folded into the convolutions: same logits, embeddings and input gradients (float
     rounding only), on a model whose BN statistics are far from the identity."""
     from hybrid.backbone import build_backbone
 
     torch.manual_seed(0)
-    m = build_backbone(7, 3, size, width=8, blocks_per_stage=1, head=head, embed_dim=16)
+    m = build_backbone(7, 3, size, width=8, blocks_per_stage=1, head=head, embed_dim=16, arch=arch)
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.5, 0.5)
@@ -204,6 +204,28 @@ def test_fused_copy_is_the_same_function_without_batchnorm(head, size):
     g_m, = torch.autograd.grad(m(x)[:, 2].sum(), x)
     g_f, = torch.autograd.grad(f(x)[:, 2].sum(), x)
     torch.testing.assert_close(g_f, g_m, rtol=1e-4, atol=1e-6)
+
+
+def test_plain_arch_is_the_six_convolution_cnn_and_reloads():
+    """arch='plain' at width 48, global pooling, 28 px: six 3×3 convolutions (48, 48, 96, 96, 192,
+    192 channels, max pooling between stages) and a linear head, 646,807 parameters (the issue's
+    "~0.65 M"); rebuilt from its saved config it is the same function."""
+    from hybrid.backbone import build_backbone, from_config, n_parameters
+
+    torch.manual_seed(0)
+    m = build_backbone(7, 3, 28, width=48, blocks_per_stage=1, head="avg", arch="plain").eval()
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [48, 48, 96, 96, 192, 192]
+    assert sum(isinstance(mod, torch.nn.MaxPool2d) for mod in m.modules()) == 2
+    assert n_parameters(m) == 646_807 and m.embed_dim == 192
+    x = torch.rand(4, 3, 28, 28)
+    assert m.features(x).shape == (4, 192, 7, 7)
+    again = from_config(m.config)
+    again.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), m(x))
+    with pytest.raises(ValueError, match="arch must be one of"):
+        build_backbone(7, 3, 28, arch="vgg")
 
 
 def test_embed_and_proba_is_one_pass_of_the_same_model(data_root):
