@@ -30,7 +30,9 @@ plain: the issue's floor architecture, rebuilt from its description ("a plain 6-
 ~0.65 M parameters"): three stages of two 3×3 conv-BN-ReLU layers at widths 48, 96, 192, 2×2 max
 pooling between stages, global average pooling, dropout and a linear head (646k parameters, about
 3× the default's convolution work). It replaces the residual network and its 3×3 grid head; the
-training recipe stays the default's.
+training recipe stays the default's. The product now builds the same layers as model.arch = "plain"
+(configs/plain.toml); this class stays as the record of run AH, whose initial weights were drawn
+after a discarded residual network, so the same seed starts elsewhere than the product's.
 
 All use the default preset's config and seed, are selected on val AUC as the product selects, and
 print best val AUC and test ACC / AUC without and with 8-view TTA. Val chooses; test reports.
