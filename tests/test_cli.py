@@ -94,17 +94,13 @@ def test_readme_python_example_runs(run):
     assert np.allclose(ns["p"], predict_proba(ns["model"], ns["test"].images), atol=1e-5)
 
 
-def test_unknown_arch_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("override,message", [
+    ("model.arch=vgg", "'model.arch' must be one of resnet, plain"),
+    ("train.optimizer=adam", "'train.optimizer' must be one of adamw, sgd"),
+])
+def test_unknown_choice_is_refused(tmp_path, capsys, override, message):
     args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
-            "--set", "model.arch=vgg"]
+            "--set", override]
     assert main(args) == 2
-    assert "'model.arch' must be one of resnet, plain" in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())
-
-
-def test_unknown_optimizer_is_refused(tmp_path, capsys):
-    args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
-            "--set", "train.optimizer=adam"]
-    assert main(args) == 2
-    assert "'train.optimizer' must be one of adamw, sgd" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
