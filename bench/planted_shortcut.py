@@ -67,8 +67,7 @@ def main() -> int:
             manifest = json.loads((run / "manifest.json").read_text())
             enr = audit["shortcut"]["enrichment"]
             width = manifest["config"]["model"]["width"]
-            row = {"seed": seed, "model": "planted" if planted else "clean", "width": width,
-                   "arch": manifest["config"]["model"].get("arch", "resnet"), **audit["shortcut"],
+            row = {"seed": seed, "model": "planted" if planted else "clean", "width": width, **audit["shortcut"],
                    "flagged_v1": AU.shortcut_flag(enr, AU.FLAG_METHODS_V1)[0], "flagged_v2": AU.shortcut_flag(enr)[0],
                    "design": (seed, args.stamp, width) in DESIGN_RUNS,
                    "n_stamped_train": manifest.get("data", {}).get("stamp", {}).get("n_stamped", 0),
@@ -91,24 +90,22 @@ def render(rows: list[dict], args) -> str:
     yes = lambda b: "**yes**" if b else "no"  # noqa: E731
     lines = ["# Planted-shortcut check", "",
              "Commands: `python bench/planted_shortcut.py --seeds 0 1 --stamp ruler`, then `--seeds 2 --stamp ruler` and "
-             "`--seeds 0 --stamp dot` (the residual backbone at width 32, the default then), after the default became width 24, "
-             "`--seeds 0 --stamp ruler` again (these commands now need `--config configs/residual.toml`, their default), "
-             "and after the default became the plain CNN with the grid head (2026-12-03), "
-             "`--config configs/default.toml --seeds 0 --stamp ruler`. Planted runs: the stamp on "
+             "`--seeds 0 --stamp dot` (backbone width 32, the default then), and after the default became width 24, "
+             "`--seeds 0 --stamp ruler` again. Planted runs: the stamp on "
              f"{args.fraction:.0%} of class {args.klass} (melanoma) and {args.fraction_other:.0%} of every other class in train; "
-             "val and test untouched; the preset otherwise. Every model, clean or planted, is then probed with "
+             "val and test untouched; the default preset otherwise. Every model, clean or planted, is then probed with "
              "the same stamp drawn on a fixed sample of test images.", "",
              f"Rule v1, fixed before any run: flag when the median over gradient, SmoothGrad and SHAP (expected "
              f"gradients) of the stamp-region enrichment (attribution share ÷ area share) is ≥ {AU.FLAG_ENRICHMENT:g}. "
              "It missed both planted ruler models of the design runs. Rule v2, fixed after the design runs and before "
              f"the held-out ones: SHAP (expected gradients) enrichment alone ≥ {AU.FLAG_ENRICHMENT:g} (why: hybrid/audit.py).", "",
-             "| runs | backbone, width | stamp | seed | model | stamped train images | ACC clean | ACC stamped | predictions changed | "
+             "| runs | width | stamp | seed | model | stamped train images | ACC clean | ACC stamped | predictions changed | "
              "CNN-majority → melanoma | melanoma rate clean → stamped | enrichment: gradient / SmoothGrad / Grad-CAM / SHAP | "
              "flagged v1 | flagged v2 | artifact concepts' SHAP rank | audit s |",
              "| --- |" * 1 + " --- |" * 15]
     for r in rows:
         e = r["enrichment"]
-        lines.append(f"| {'design' if r['design'] else 'held out'} | {r.get('arch', 'resnet')} {r['width']} | {r['kind']} | {r['seed']} | {r['model']} | {r['n_stamped_train']} | "
+        lines.append(f"| {'design' if r['design'] else 'held out'} | {r['width']} | {r['kind']} | {r['seed']} | {r['model']} | {r['n_stamped_train']} | "
                      f"{r['acc_clean']:.3f} | {r['acc_stamped']:.3f} | {r['flip_rate']:.1%} | {r['majority_to_target']:.1%} | "
                      f"{r['target_rate_clean']:.1%} → {r['target_rate_stamped']:.1%} | "
                      + " / ".join(f"{e[m]:.2f}" if m in e else "–" for m in ("gradient", "smoothgrad", "gradcam", "expected_gradients"))
