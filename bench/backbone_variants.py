@@ -159,7 +159,7 @@ def main() -> int:
     ap.add_argument("--factor", type=int, default=2, help="upsample: enlargement factor")
     ap.add_argument("--scale", type=float, default=0.1, help="affine: zoom range ± scale")
     ap.add_argument("--reduction", type=int, default=4, help="se: channel reduction r")
-    ap.add_argument("--config", default=str(ROOT / "configs/residual.toml"))
+    ap.add_argument("--config", default=str(ROOT / "configs/default.toml"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, as for `hybrid train --set` (e.g. train.epochs=60)")
     a = ap.parse_args()

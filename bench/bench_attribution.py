@@ -39,7 +39,7 @@ def model_for(args, size: int):
         from hybrid.stages import load_backbone
 
         return load_backbone(RunDir.open(args.run))[0]
-    m = load_config(ROOT / "configs" / "residual.toml")["model"]
+    m = load_config(ROOT / "configs" / "default.toml")["model"]
     torch.manual_seed(0)
     return build_backbone(7, 3, size, m["width"], m["blocks_per_stage"], m["dropout"], m["head"], m["embed_dim"],
                           arch=m["arch"]).eval()

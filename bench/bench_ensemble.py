@@ -2,8 +2,8 @@
 """Experiment (not part of the product): how far does averaging finished backbones move test ACC/AUC
 and PH2? It measures the lever a deep ensemble would give, at N times the training cost.
 
-    python bench/bench_ensemble.py --runs artifacts/runs/bench/residual-seed0 artifacts/runs/bench/residual-seed1 \\
-        artifacts/runs/bench/residual-seed2 artifacts/runs/bench/gpu-seed0-e60
+    python bench/bench_ensemble.py --runs artifacts/runs/bench/default-seed0 artifacts/runs/bench/default-seed1 \\
+        artifacts/runs/bench/default-seed2 artifacts/runs/bench/gpu-seed0-e60
 
 Every probability is the run's 8-view TTA average (predictions/<split>_tta_proba.npy for val and
 test, the same TTA on PH2 at the run's own size). An ensemble is the arithmetic mean of its members'

@@ -56,7 +56,7 @@ def row(name: str, w: float, q: dict, y: dict, run: RunDir) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", default=[f"artifacts/runs/bench/residual-seed{s}" for s in (0, 1, 2)],
+    ap.add_argument("--runs", nargs="+", default=[f"artifacts/runs/bench/default-seed{s}" for s in (0, 1, 2)],
                     help="finished run folders (their predictions/ and backbone)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_fusion.md"))
     args = ap.parse_args()
@@ -65,7 +65,7 @@ def main() -> int:
     for run in args.runs:
         if not (ROOT / run / "predictions" / "val_proba.npy").is_file():
             print(f"{run} has no predictions/val_proba.npy; make the runs first with "
-                  "`python bench/bench_backbone.py --config configs/residual.toml --seeds 0 1 2`.", file=sys.stderr)
+                  "`python bench/bench_backbone.py --config configs/default.toml --seeds 0 1 2`.", file=sys.stderr)
             return 2
     ds = load_dataset("dermamnist", 28)
     ph2_imgs, y_ph2 = load_external(default_external("ph2", 28), 28)

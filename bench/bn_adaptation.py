@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Experiment: does test-time BatchNorm adaptation (AdaBN, `hybrid.adapt`) help under acquisition shift?
 
-    python bench/bn_adaptation.py --runs artifacts/runs/bench/residual-seed0 \\
-        artifacts/runs/bench/residual-seed1 artifacts/runs/bench/residual-seed2
+    python bench/bn_adaptation.py --runs artifacts/runs/bench/default-seed0 \\
+        artifacts/runs/bench/default-seed1 artifacts/runs/bench/default-seed2
 
 The decision rests on DermaMNIST validation only. Validation images are passed through simulated
 "clinics": each clinic is one fixed draw of `hybrid.augment.acquisition_shift` (colour cast, gamma,

@@ -8,7 +8,7 @@ fidelity and kappa with that CNN. Validation AUC is the selection criterion; tes
 
     python bench/concept_weight.py --weights 0 1 5 20 --seeds 0
 
-Run names: residual-seed<s> for λ = 0 (bench_backbone's runs), residual-seed<s>-cw<λ> otherwise.
+Run names: default-seed<s> for λ = 0 (bench_backbone's runs), default-seed<s>-cw<λ> otherwise.
 Writes bench/results_concept_weight.md (or --out) and prints it.
 """
 from __future__ import annotations
@@ -52,10 +52,10 @@ def train_fidelity(run: Path, name: str) -> float:
 
 
 def run_one(weight: float, seed: int, runs_dir: str) -> dict:
-    name = f"residual-seed{seed}" + (f"-cw{weight:g}" if weight else "")
+    name = f"default-seed{seed}" + (f"-cw{weight:g}" if weight else "")
     run = ROOT / runs_dir / name
     if not _stage_done(run, "evaluate"):
-        _hybrid("train", "--config", "configs/residual.toml", "--seed", str(seed), "--run", name,
+        _hybrid("train", "--config", "configs/default.toml", "--seed", str(seed), "--run", name,
                 "--runs-dir", runs_dir, "--quiet", "--set", f"train.concept_weight={weight}")
     if not _stage_done(run, "features"):
         _hybrid("features", str(run))

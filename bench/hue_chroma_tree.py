@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does the depth-≤ 6 concept tree imitate the CNN better with CIELAB hue angle and chroma?
 
-    python bench/hue_chroma_tree.py artifacts/runs/bench/residual-seed0   # after `hybrid features`
+    python bench/hue_chroma_tree.py artifacts/runs/bench/default-seed0   # after `hybrid features`
 
 A split on a* or b* alone cannot say "yellower than it is red"; hue angle atan2(b*, a*) (degrees)
 and chroma hypot(a*, b*) can. Six columns (centre, outer zone, lesion mask) are derived from the

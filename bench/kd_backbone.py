@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Experiment (not part of the product): knowledge distillation of finished backbones into one.
 
-    python bench/kd_backbone.py --teachers artifacts/runs/bench/residual-seed0 artifacts/runs/bench/residual-seed1 \\
-        artifacts/runs/bench/residual-seed2 --seed 0 --alpha 0.5 --temperature 2
+    python bench/kd_backbone.py --teachers artifacts/runs/bench/default-seed0 artifacts/runs/bench/default-seed1 \\
+        artifacts/runs/bench/default-seed2 --seed 0 --alpha 0.5 --temperature 2
 
 The teacher is the mean of the teachers' 8-view TTA probabilities on the (unaugmented) train images;
 flips and 90° rotations leave it unchanged, so it stays a valid target for the student's augmented
@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=2.0)
-    ap.add_argument("--config", default=str(ROOT / "configs/residual.toml"))
+    ap.add_argument("--config", default=str(ROOT / "configs/default.toml"))
     a = ap.parse_args()
     t0 = time.perf_counter()
     cfg = load_config(a.config, [f"run.seed={a.seed}"])

@@ -7,8 +7,8 @@ images + the run's transfer copies, labelled by the CNN). Val chooses; test is r
 are re-made from the run's seed exactly as `hybrid features` made them (checked against the stored
 layout columns).
 
-    python bench/layout_concepts.py --runs artifacts/runs/bench/residual-seed0 artifacts/runs/bench/residual-seed1 \
-        artifacts/runs/bench/residual-seed2
+    python bench/layout_concepts.py --runs artifacts/runs/bench/default-seed0 artifacts/runs/bench/default-seed1 \
+        artifacts/runs/bench/default-seed2
 """
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "configs" / "residual.toml"))
+    ap.add_argument("--config", default=str(ROOT / "configs" / "default.toml"))
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--same-steps", action="store_true",

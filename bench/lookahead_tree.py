@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Is the depth-6 concept tree limited by greedy growth? A tree whose top levels are chosen by lookahead.
 
-    python bench/lookahead_tree.py artifacts/runs/bench/residual-seed0 [--look 2] [--copies]   # after `hybrid features`
+    python bench/lookahead_tree.py artifacts/runs/bench/default-seed0 [--look 2] [--copies]   # after `hybrid features`
 
 CART picks each split for its own Gini gain. Here the top `look` levels are chosen by what they lead
 to: at a node, every concept's best Gini threshold is a candidate; under each candidate both

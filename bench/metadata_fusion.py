@@ -3,8 +3,8 @@
 does a recalibration fitted on validation add on its own? It asks what limits test ACC/AUC at 28 px:
 the pixels, or the decision on top of them.
 
-    python bench/metadata_fusion.py --runs artifacts/runs/bench/residual-seed0 \\
-        artifacts/runs/bench/residual-seed1 artifacts/runs/bench/residual-seed2
+    python bench/metadata_fusion.py --runs artifacts/runs/bench/default-seed0 \\
+        artifacts/runs/bench/default-seed1 artifacts/runs/bench/default-seed2
 
 For each finished run it stacks a standardised multinomial logistic regression on the run's 8-view
 TTA probabilities (as log-probabilities), fitted on the validation split only (C chosen by 5-fold

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Experiment (not part of the product): which melanoma score travels to another clinic?
 
-    python bench/pairwise_score.py --runs artifacts/runs/bench/residual-seed0 [...]
+    python bench/pairwise_score.py --runs artifacts/runs/bench/default-seed0 [...]
 
 The product scores melanoma with the calibrated 7-way p(melanoma). Under an acquisition shift the
 CNN may move a melanoma's probability to a third class (say benign keratosis) rather than to nevus,

@@ -4,7 +4,7 @@ the clean model unflagged? For each seed: a clean run and a planted run of the s
 stamp on `--fraction` of class `--klass` and `--fraction-other` of the rest of train), features,
 surrogates and `hybrid audit` on both, with the flag rule fixed in hybrid.audit before any run.
 
-    python bench/planted_shortcut.py --config configs/residual.toml --seeds 0 1 --stamp ruler
+    python bench/planted_shortcut.py --config configs/default.toml --seeds 0 1 --stamp ruler
 
 Clean runs are shared with bench/bench_backbone.py (same names); finished runs are reused.
 Writes bench/results_planted_shortcut.md.
@@ -37,7 +37,7 @@ RESULTS = ROOT / "bench" / "results_planted_shortcut"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/residual.toml")
+    ap.add_argument("--config", default="configs/default.toml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--stamp", default="ruler")
     ap.add_argument("--klass", type=int, default=4, help="class whose train images carry the stamp (4 = melanoma)")

@@ -2,7 +2,7 @@
 """Experiment (not part of the product): does the CNN-concept tree gain when the probes also learn
 from the transfer copies?
 
-    python bench/probe_copies.py --runs artifacts/runs/bench/residual-seed0 [...]
+    python bench/probe_copies.py --runs artifacts/runs/bench/default-seed0 [...]
 
 The features stage fits the concept probes (ridge, embedding → measured concepts) on the 7,007 train
 images and the depth-≤ 6 tree on train + the 5 transfer copies per image that the CNN labelled.

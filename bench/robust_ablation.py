@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 RECIPES = [  # name, label, config, overrides
-    ("residual-seed0", "default (baseline)", "configs/residual.toml", []),
-    ("residual-seed0-cc", "+ Shades of Gray colour constancy (p = 6)", "configs/residual.toml", ["model.colour_constancy=6"]),
-    ("residual-seed0-acq", "+ acquisition-shift augmentation (p = 0.2)", "configs/residual.toml", ["train.augment.acquisition=0.2"]),
+    ("default-seed0", "default (baseline)", "configs/default.toml", []),
+    ("default-seed0-cc", "+ Shades of Gray colour constancy (p = 6)", "configs/default.toml", ["model.colour_constancy=6"]),
+    ("default-seed0-acq", "+ acquisition-shift augmentation (p = 0.2)", "configs/default.toml", ["train.augment.acquisition=0.2"]),
     ("robust-seed0", "robust preset (both)", "configs/robust.toml", []),
 ]
 

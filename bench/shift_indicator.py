@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Does the embedding-distance shift indicator (`hybrid.shift`) rise when the CNN gets worse?
 
-    python bench/shift_indicator.py --runs artifacts/runs/bench/residual-seed0 \\
-        artifacts/runs/bench/residual-seed1 artifacts/runs/bench/residual-seed2
+    python bench/shift_indicator.py --runs artifacts/runs/bench/default-seed0 \\
+        artifacts/runs/bench/default-seed1 artifacts/runs/bench/default-seed2
 
 For each run: the indicator is fitted as `hybrid evaluate` fits it (train embeddings, threshold at
 validation's 99th percentile). DermaMNIST test is then passed through simulated clinics — one fixed

@@ -58,7 +58,7 @@ def renderings(image_ids, size: int, k: int, smin: float, seed: int) -> np.ndarr
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/residual.toml")
+    ap.add_argument("--config", default="configs/default.toml")
     ap.add_argument("--variants", type=int, default=5)
     ap.add_argument("--smin", type=float, default=0.85, help="smallest crop side, as a fraction of the source")
     ap.add_argument("--seed", type=int, default=0)

@@ -15,7 +15,7 @@ Two kinds of new images are made from the *train* split only (val and test stay 
 Each surrogate family is fitted and chosen on val exactly as the surrogates stage does
 (`hybrid.distill.fit_surrogates`), once on train alone and once on train ∪ transfer set.
 
-    python bench/transfer_set.py artifacts/runs/bench/residual-seed0 --kind aug --k 5
+    python bench/transfer_set.py artifacts/runs/bench/default-seed0 --kind aug --k 5
     python bench/transfer_set.py RUN --kind source --k 5 --out bench/results_transfer_set.md
     python bench/transfer_set.py RUN --all-sets       # XGBoost on every feature set, both settings
 

@@ -6,8 +6,8 @@ that has copies: the tree's depth (1–6) is chosen on val fidelity as the surro
 fitted once on the train images alone and once on train + copies (the CNN's labels). Val chooses,
 test reports.
 
-    python bench/transfer_tree.py --runs artifacts/runs/bench/residual-seed0 artifacts/runs/bench/residual-seed1 \
-        artifacts/runs/bench/residual-seed2
+    python bench/transfer_tree.py --runs artifacts/runs/bench/default-seed0 artifacts/runs/bench/default-seed1 \
+        artifacts/runs/bench/default-seed2
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Experiment (not part of the product): does the depth-≤ 6 tree gain from more transfer copies?
 
-    python bench/tree_copies.py --runs artifacts/runs/bench/residual-seed0 [...] [--copies 5 10 20]
+    python bench/tree_copies.py --runs artifacts/runs/bench/default-seed0 [...] [--copies 5 10 20]
 
 The surrogates stage fits the tree on the train images plus 5 augmented copies of each that the CNN
 labelled (hybrid.transfer, COPIES = 5; chosen for XGBoost, bench/results_transfer_set.md). This asks

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Experiment (not part of the product): do more test-time views help than the product's 8?
 
-    python bench/tta_views.py --runs artifacts/runs/bench/residual-seed0 [...] [--out FILE.md]
+    python bench/tta_views.py --runs artifacts/runs/bench/default-seed0 [...] [--out FILE.md]
 
 The product's TTA averages softmax probabilities over the 8 dihedral views (flips × 90° rotations),
 the transformations training saw. Training also shifted images by up to 2 px (reflect-pad and
