@@ -31,7 +31,7 @@ plain: the issue's floor architecture, rebuilt from its description ("a plain 6-
 pooling between stages, global average pooling, dropout and a linear head (646k parameters, about
 3× the default's convolution work). It replaces the residual network and its 3×3 grid head; the
 training recipe stays the default's. The product now builds the same layers as model.arch = "plain"
-(configs/plain.toml); this class stays as the record of run AH, whose initial weights were drawn
+(configs/plain.toml with --set model.head=avg); this class stays as the record of run AH, whose initial weights were drawn
 after a discarded residual network, so the same seed starts elsewhere than the product's.
 
 All use the default preset's config and seed, are selected on val AUC as the product selects, and

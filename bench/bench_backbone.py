@@ -54,7 +54,8 @@ def main() -> int:
                 return r.returncode
         m = json.loads((run / "manifest.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
-        st = m["stages"]
+        # training's own stages: later stages run in the same folder (features, PH2) are not counted
+        st = {k: v for k, v in m["stages"].items() if k in ("load_data", "train", "evaluate")}
         epochs = m["train"]["epochs_done"]
         rows.append({
             "seed": seed, "acc": metrics["test"]["acc"], "auc": metrics["test"]["auc"],

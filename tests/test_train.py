@@ -180,7 +180,8 @@ def test_cutout_blanks_one_square_with_the_image_mean():
         assert torch.allclose(y[i][:, changed[i]], x[i].mean((1, 2))[:, None].expand(3, 49))
 
 
-@pytest.mark.parametrize("head,size,arch", [("grid", 28, "resnet"), ("avg", 64, "resnet"), ("avg", 28, "plain")])
+@pytest.mark.parametrize("head,size,arch", [("grid", 28, "resnet"), ("avg", 64, "resnet"), ("avg", 28, "plain"),
+                                           ("grid", 28, "plain")])
 def test_fused_copy_is_the_same_function_without_batchnorm(head, size, arch):
     """BatchNorm folded into the convolutions: same logits, embeddings and input gradients (float
     rounding only), on a model whose BN statistics are far from the identity."""
@@ -226,6 +227,24 @@ def test_plain_arch_is_the_six_convolution_cnn_and_reloads():
         torch.testing.assert_close(again.eval()(x), m(x))
     with pytest.raises(ValueError, match="arch must be one of"):
         build_backbone(7, 3, 28, arch="vgg")
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (PROJECT / "configs").glob("*.toml")))
+def test_every_preset_loads_and_builds_its_backbone(preset):
+    """Each shipped preset is a valid config whose model section builds and classifies; the default
+    and plain presets have the architectures and sizes the README states (28 px)."""
+    from hybrid.backbone import build_backbone, n_parameters
+    from hybrid.config import load_config
+
+    c = load_config(PROJECT / "configs" / f"{preset}.toml")
+    mc, size = c["model"], c["data"]["size"]
+    m = build_backbone(7, 3, size, mc["width"], mc["blocks_per_stage"], mc["dropout"], mc["head"],
+                       mc["embed_dim"], mc["colour_constancy"], mc["arch"]).eval()
+    with torch.no_grad():
+        assert m(torch.rand(2, 3, size, size)).shape == (2, 7)
+    expected = {"default": ("resnet", 24, "grid", 396_543), "plain": ("plain", 48, "grid", 1_089_879)}
+    if preset in expected:
+        assert (mc["arch"], mc["width"], mc["head"], n_parameters(m)) == expected[preset]
 
 
 def test_embed_and_proba_is_one_pass_of_the_same_model(data_root):
