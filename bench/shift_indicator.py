@@ -10,6 +10,10 @@ draw of `hybrid.augment.acquisition_shift` per clinic (seeds 2000+), applied ide
 image, at several strengths — and for each clinic the share of images beyond the threshold is set
 against the CNN's test AUC and melanoma-vs-nevus AUC. Spearman correlation over runs × clinics.
 PH2 is listed for reference only. Plain forward pass, as the feature tables use.
+
+Beside it, the same Mahalanobis indicator on the 41 measured concepts (`hybrid.concepts`: colour,
+shape and layout statistics of the image, measured without the CNN), fitted on train, line at
+validation's 99th percentile: it does not depend on the backbone, so it is the same for every run.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bn_adaptation import clinic, mel_auc  # noqa: E402
 from hybrid.artifacts import RunDir  # noqa: E402
+from hybrid.concepts import measure_concepts  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
 from hybrid.external import default_external, load_external  # noqa: E402
 from hybrid.metrics import auc_ovr  # noqa: E402
@@ -49,6 +54,11 @@ def main() -> None:
     ph2_x, ph2_y = load_external(default_external("ph2", 28), 28)
     sets = {("none", 0): te.images}
     sets.update({(s, c): clinic(te.images, 2000 + c, s) for s in a.strengths for c in range(a.clinics)})
+    concepts = lambda x: measure_concepts(x, n_jobs=-1)  # noqa: E731
+    cind = EmbeddingDistance().fit(concepts(tr.images), concepts(va.images))
+    c_out = {k: cind.summary(concepts(x))["outside_fraction"] for k, x in sets.items()}
+    c_ph2 = cind.summary(concepts(ph2_x))["outside_fraction"]
+    print(f"concept indicator: done ({time.time() - t0:.0f} s)", flush=True)
     rows, ph2 = [], []
     for run_path in a.runs:
         model = load_backbone(RunDir(Path(run_path)))[0].fused()
@@ -56,7 +66,8 @@ def main() -> None:
         ind = EmbeddingDistance().fit(embed_and_proba(model, tr.images)[0], embed_and_proba(model, va.images)[0])
         for (s, c), images in sets.items():
             emb, p = embed_and_proba(model, images)
-            rows.append((name, s, c, ind.summary(emb)["outside_fraction"], auc_ovr(te.labels, p), mel_auc(p, te.labels)))
+            rows.append((name, s, c, ind.summary(emb)["outside_fraction"], auc_ovr(te.labels, p), mel_auc(p, te.labels),
+                         c_out[(s, c)]))
         emb, p = embed_and_proba(model, ph2_x)
         ph2.append((name, ind.summary(emb)["outside_fraction"], mel_auc(p, ph2_y)))
         print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
@@ -65,20 +76,29 @@ def main() -> None:
     shifted = [r for r in rows if r[1] != "none"]
     out, auc, mel = (np.array([r[k] for r in shifted]) for k in (3, 4, 5))
     rho_auc, rho_mel = spearmanr(out, auc)[0], spearmanr(out, mel)[0]
+    c_arr = np.array([r[6] for r in shifted])
+    c_rho_auc, c_rho_mel = spearmanr(c_arr, auc)[0], spearmanr(c_arr, mel)[0]
     lines = ["# Does the embedding-distance shift indicator track the CNN's loss under shift?", "",
-             f"`python bench/shift_indicator.py --runs {' '.join(a.runs)}` ({time.time() - t0:.0f} s). "
+             f"`python bench/shift_indicator.py --runs {' '.join(a.runs)}"
+             + (f" --out {a.out}" if Path(a.out).resolve() != (ROOT / "bench" / "results_shift_indicator.md").resolve() else "")
+             + f"` ({time.time() - t0:.0f} s). "
              "Indicator: share of images whose CNN embedding lies beyond validation's 99th-percentile Mahalanobis "
              "distance from the train embeddings (`hybrid.shift.EmbeddingDistance`, as `hybrid evaluate` uses it). "
              f"DermaMNIST test through {a.clinics} simulated clinics per strength (one fixed draw of "
              "`acquisition_shift` each, seeds 2000+), plain forward pass; mean ± sd over runs × clinics.", "",
-             "| shift strength | images beyond the line | test AUC | test mel-vs-nv AUC |", "| --- | --- | --- | --- |"]
+             "Concept distance: the same on the 41 measured concepts (no CNN involved; one value per clinic).", "",
+             "| shift strength | images beyond the line: embedding | concepts | test AUC | test mel-vs-nv AUC |",
+             "| --- | --- | --- | --- | --- |"]
     for s in ["none", *a.strengths]:
         sr = [r for r in rows if r[1] == s]
-        lines.append(f"| {s} | {ms([r[3] for r in sr])} | {ms([r[4] for r in sr])} | {ms([r[5] for r in sr])} |")
+        lines.append(f"| {s} | {ms([r[3] for r in sr])} | {ms([r[6] for r in sr])} | {ms([r[4] for r in sr])} | "
+                     f"{ms([r[5] for r in sr])} |")
     lines += ["", f"Over the {len(shifted)} shifted (run, clinic) pairs, Spearman correlation of the share beyond the "
               f"line with test AUC: **{rho_auc:.2f}**; with melanoma-vs-nevus AUC: **{rho_mel:.2f}** "
-              "(negative: the more images beyond the line, the worse the CNN).", "",
-              "PH2, for reference only: " + "; ".join(f"{n} {o:.1%} beyond, mel-vs-nv AUC {m:.3f}" for n, o, m in ph2) + ".", ""]
+              "(negative: the more images beyond the line, the worse the CNN). The concept distance's share: "
+              f"**{c_rho_auc:.2f}** and **{c_rho_mel:.2f}**.", "",
+              "PH2, for reference only: " + "; ".join(f"{n} {o:.1%} beyond, mel-vs-nv AUC {m:.3f}" for n, o, m in ph2)
+              + f"; beyond the concept line: {c_ph2:.1%}.", ""]
     Path(a.out).write_text("\n".join(lines))
     print("\n".join(lines))
 
