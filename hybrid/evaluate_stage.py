@@ -136,7 +136,9 @@ def evaluate_markdown(r: dict) -> str:
              f"Binary rows: images whose true class is {pos} or {neg}; score = calibrated p({pos}). "
              "Intervals: bootstrap 95%. Embedding distance: Mahalanobis distance of the CNN embedding from "
              "the train images' (Ledoit-Wolf covariance); a set drawn like the training data has about "
-             "1% of its images beyond validation's 99th percentile, a shifted one more (hybrid.shift)."]
+             "1% of its images beyond validation's 99th percentile and a distance AUC near 0.5 (how often its "
+             "image is the farther of a pair with a validation image), a shifted one more (hybrid.shift). "
+             "The warning uses the one-sided Mann–Whitney test of the distances, p < 0.001."]
     if f"{r['name']}, BatchNorm adapted" in sets:
         lines += ["", f"*{r['name']}, BatchNorm adapted*: the same weights with BatchNorm statistics re-estimated "
                   f"on {r['name']}'s own images, without labels (`--adapt-bn`, AdaBN). Transductive and "
@@ -161,6 +163,9 @@ def evaluate_markdown(r: dict) -> str:
         q = sets[cols[0]]["shift"]["quantile"]
         row(f"images beyond validation's {q:.0%} embedding distance (median distance) ↓",
             lambda s: f"{s['shift']['outside_fraction']:.1%} ({s['shift']['median_distance']:.1f})")
+        if "distance_auc" in sets[cols[0]]["shift"]:
+            row("embedding distance AUC against validation, 0.5 if alike (Mann–Whitney p) ↓",
+                lambda s: f"{s['shift']['distance_auc']:.2f} ({s['shift']['p_value']:.0e})")
     for k in sets[cols[0]]["fidelity"]:
         row(f"fidelity {k} ↑", lambda s, k=k: fmt_ci(s["fidelity"][k]["fidelity"], s["fidelity"][k]["ci95"]))
     warn = shift_warning(r["name"], sets[r["name"]])

@@ -93,6 +93,8 @@ def summary_items(run: RunDir) -> list[dict]:
         add(f"{name}: melanoma sensitivity at argmax", a, ext, "sets", name, "binary", "sensitivity_argmax")
         add(f"{name}: share of images beyond validation's 99% embedding distance (about 0.01 if unshifted)",
             a, ext, "sets", name, "shift", "outside_fraction")
+        add(f"{name}: embedding-distance AUC against validation (0.5 if unshifted; warned when Mann–Whitney p < 0.001)",
+            a, ext, "sets", name, "shift", "distance_auc")
     return items
 
 

@@ -6,9 +6,9 @@ from scipy.spatial.distance import mahalanobis
 from hybrid.shift import SHIFT_ALPHA, EmbeddingDistance, shift_warning
 
 
-def _gauss(n, seed, shift=0.0, d=20):
+def _gauss(n, seed, shift=0.0, d=20, scale=1.0):
     rng = np.random.default_rng(seed)
-    cov = np.diag(np.linspace(0.5, 4, d))
+    cov = np.diag(np.linspace(0.5, 4, d)) * scale
     return rng.multivariate_normal(np.full(d, shift), cov, size=n)
 
 
@@ -19,11 +19,27 @@ def test_same_distribution_gives_the_quantile_share_and_a_shifted_one_far_more()
     moved = est.summary(_gauss(2000, 3, shift=3.0))
     assert moved["outside_fraction"] > 0.9 and moved["median_distance"] > 1.5 * same["median_distance"]
     assert same["p_value"] > SHIFT_ALPHA and moved["p_value"] < 1e-10
+    assert same["tail_p_value"] > SHIFT_ALPHA and moved["tail_p_value"] < 1e-10
+    assert 0.48 < same["distance_auc"] < 0.52 and moved["distance_auc"] > 0.99
     assert shift_warning("same", {"n": 5000, "shift": same}) is None
     warn = shift_warning("moved", {"n": 2000, "shift": moved})
-    assert warn.startswith("**Warning — moved is shifted:** 2000 of 2000 images (100.0%)") and "about 1% would" in warn
+    assert warn.startswith("**Warning — moved is shifted:** its images lie farther from the training data")
+    assert "2000 of 2000 images (100.0%)" in warn and "about 1% would" in warn
     est95 = EmbeddingDistance(quantile=0.95).fit(_gauss(5000, 0), _gauss(5000, 1))
     assert 0.035 < est95.summary(_gauss(5000, 2))["outside_fraction"] < 0.065
+
+
+def test_rank_test_warns_on_a_small_mildly_wider_set_that_the_tail_count_passes():
+    """200 images whose spread is 10% wider than the training data's: too few land beyond the 99%
+    line for the count to be significant (4 of 200 where 2 are expected), but their distances as a
+    whole are larger than validation's, and the Mann–Whitney test on them warns."""
+    est = EmbeddingDistance().fit(_gauss(5000, 0), _gauss(1000, 1))
+    wider = est.summary(_gauss(200, 5, scale=1.1))
+    assert wider["tail_p_value"] > 0.1 and wider["p_value"] < 1e-4 and wider["distance_auc"] > 0.55
+    assert shift_warning("wider", {"n": 200, "shift": wider}) is not None
+    old = {k: v for k, v in wider.items() if k not in ("distance_auc", "reference_median_distance")}
+    old["p_value"] = 1e-5  # a run evaluated before the rank test keeps its tail-count warning
+    assert "binomial p = 1.0e-05" in shift_warning("old", {"n": 200, "shift": old})
 
 
 def test_distance_is_scipys_mahalanobis_with_the_fitted_covariance():

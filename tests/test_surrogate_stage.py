@@ -215,7 +215,7 @@ def test_evaluate_adapt_bn_adds_a_column_and_keeps_the_validation_operating_poin
     assert ad["ece_raw"] != res["sets"]["bn"]["ece_raw"]  # other statistics, other probabilities
     for s in res["sets"].values():
         assert 0 <= s["shift"]["outside_fraction"] <= 1 and s["shift"]["median_distance"] > 0
-    assert "embedding distance (median distance)" in out
+    assert "embedding distance (median distance)" in out and "embedding distance AUC against validation" in out
     assert ("Warning — bn is shifted" in out) == (res["sets"]["bn"]["shift"]["p_value"] < SHIFT_ALPHA)
     assert "Warning — DermaMNIST test" not in out  # only the external set is tested for shift
     with np.load(default_external("ph2", 28)) as z:
