@@ -21,7 +21,7 @@ from scipy.stats import binomtest, mannwhitneyu
 from sklearn.base import BaseEstimator
 from sklearn.covariance import LedoitWolf
 
-SHIFT_ALPHA = 1e-3  # warn when that many images beyond the line would be this unlikely for an unshifted set
+SHIFT_ALPHA = 1e-3  # warn when distances this much larger than validation's would be this unlikely for an unshifted set
 
 
 class EmbeddingDistance(BaseEstimator):
