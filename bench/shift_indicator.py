@@ -18,7 +18,8 @@ validation's 99th percentile: it does not depend on the backbone, so it is the s
 And how often each set-level test would warn (p < hybrid.shift.SHIFT_ALPHA): the count of images
 beyond the line (binomial; the first rule) and the Mann–Whitney test of all distances against
 validation's (the rule since 2026-12-03), on the whole 2,005-image set and on one random 200-image
-subsample of it (PH2's size; seed 0).
+subsample of it (PH2's size; seed 0). False alarms are also counted over --draws random 200-image
+subsamples of unshifted test per run, where every warning is false.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", required=True)
     ap.add_argument("--clinics", type=int, default=8)
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.1, 0.2, 0.4])
+    ap.add_argument("--draws", type=int, default=500, help="random 200-image subsamples of unshifted test per run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_shift_indicator.md"))
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -65,7 +67,8 @@ def main() -> None:
     c_out = {k: cind.summary(concepts(x))["outside_fraction"] for k, x in sets.items()}
     c_ph2 = cind.summary(concepts(ph2_x))["outside_fraction"]
     print(f"concept indicator: done ({time.time() - t0:.0f} s)", flush=True)
-    rows, ph2 = [], []
+    rows, ph2, false_alarms = [], [], []
+    draws = np.random.default_rng(1)
     for run_path in a.runs:
         model = load_backbone(RunDir(Path(run_path)))[0].fused()
         name = Path(run_path).name
@@ -77,6 +80,10 @@ def main() -> None:
                          "auc": auc_ovr(te.labels, p), "mel": mel_auc(p, te.labels), "concepts": c_out[(s, c)],
                          "tail": full["tail_p_value"] < SHIFT_ALPHA, "rank": full["p_value"] < SHIFT_ALPHA,
                          "tail200": small["tail_p_value"] < SHIFT_ALPHA, "rank200": small["p_value"] < SHIFT_ALPHA})
+            if s == "none":
+                for _ in range(a.draws):
+                    d = ind.summary(emb[draws.choice(len(emb), 200, replace=False)])
+                    false_alarms.append((d["tail_p_value"] < SHIFT_ALPHA, d["p_value"] < SHIFT_ALPHA))
         emb, p = embed_and_proba(model, ph2_x)
         ph2.append((name, ind.summary(emb), mel_auc(p, ph2_y)))
         print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
@@ -112,6 +119,10 @@ def main() -> None:
         sr = [r for r in rows if r["strength"] == s]
         lines.append(f"| {s} | " + " | ".join(f"{np.mean([r[k] for r in sr]):.0%}" for k in ("tail", "rank", "tail200", "rank200"))
                      + " |")
+    fa = np.array(false_alarms)
+    lines += ["", f"False alarms over {len(fa)} random 200-image subsamples of unshifted test ({a.draws} per run): "
+              f"count beyond the line {fa[:, 0].mean():.1%}, Mann–Whitney {fa[:, 1].mean():.1%} "
+              f"(the nominal rate is {SHIFT_ALPHA:.1%})."]
     lines += ["", "PH2, for reference only (200 images): " + "; ".join(
         f"{n} {d['outside_fraction']:.1%} beyond (count p = {d['tail_p_value']:.1e}), distance AUC {d['distance_auc']:.2f} "
         f"(Mann–Whitney p = {d['p_value']:.1e}), mel-vs-nv AUC {m:.3f}" for n, d, m in ph2)
