@@ -5,7 +5,7 @@ mean ± spread of test ACC/AUC with wall time and peak RSS from each run's manif
     python bench/bench_backbone.py --config configs/default.toml --seeds 0 1 2
     python bench/bench_backbone.py --config configs/gpu.toml --seeds 0 --epochs 2   # time per epoch only
 
-Writes bench/results_backbone_<preset>.md and prints the same table.
+Writes bench/results_backbone_<preset>.md (or --out) and prints the same table.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, help="override the preset's epochs (e.g. to time a few on a CPU)")
     ap.add_argument("--runs-dir", default="artifacts/runs/bench")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--out", help="markdown file to write (default: bench/results_backbone_<preset>.md)")
     ap.add_argument("--reuse", action="store_true",
                     help="read seeds whose run already finished instead of retraining them")
     args = ap.parse_args()
@@ -69,7 +70,7 @@ def main() -> int:
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, device {rows[0]['device']}, "
              f"python {platform.python_version()}.",
              f"Command: `python bench/bench_backbone.py --config {args.config} --seeds {' '.join(map(str, args.seeds))}"
-             + (f" --epochs {args.epochs}" if args.epochs else "") + "`", "",
+             + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --out {args.out}" if args.out else "") + "`", "",
              "| seed | best val AUC | test ACC | test AUC | ACC (TTA) | AUC (TTA) | best epoch | epochs | s/epoch | train s | total s | peak RSS MiB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -83,7 +84,7 @@ def main() -> int:
                   f"with TTA: ACC {ms('acc_tta')}; AUC {ms('auc_tta')}."]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / f"results_backbone_{preset}.md"
+    out = Path(args.out) if args.out else ROOT / "bench" / f"results_backbone_{preset}.md"
     out.write_text(text)
     print(f"wrote {out}")
     return 0
