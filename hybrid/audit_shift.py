@@ -112,7 +112,7 @@ def external_markdown(e: dict, names) -> list[str]:
             ("ECE raw → calibrated ↓", lambda s: f"{s['ece_raw']:.3f} → {s['ece_calibrated']:.3f}"),
             ("images beyond validation's 99% embedding distance ↓", lambda s: f"{s['shift']['outside_fraction']:.1%}"),
             ("embedding distance AUC against validation, 0.5 if alike ↓",
-             lambda s: f"{s['shift']['distance_auc']:.2f}" if "distance_auc" in s["shift"] else "–"),
+             lambda s: f"{s['shift']['distance_auc']:.2f}"),
             (f"fidelity of {e['surrogate']} ↑", lambda s: fmt_ci(s["fidelity"]["fidelity"], s["fidelity"]["ci95"]) if s["fidelity"] else "–")]
     for label, fn in rows:
         out.append(f"| {label} | " + " | ".join(fn(e["sets"][c]) for c in cols) + " |")

@@ -163,9 +163,8 @@ def evaluate_markdown(r: dict) -> str:
         q = sets[cols[0]]["shift"]["quantile"]
         row(f"images beyond validation's {q:.0%} embedding distance (median distance) ↓",
             lambda s: f"{s['shift']['outside_fraction']:.1%} ({s['shift']['median_distance']:.1f})")
-        if "distance_auc" in sets[cols[0]]["shift"]:
-            row("embedding distance AUC against validation, 0.5 if alike (Mann–Whitney p) ↓",
-                lambda s: f"{s['shift']['distance_auc']:.2f} ({s['shift']['p_value']:.0e})")
+        row("embedding distance AUC against validation, 0.5 if alike (Mann–Whitney p) ↓",
+            lambda s: f"{s['shift']['distance_auc']:.2f} ({s['shift']['p_value']:.0e})")
     for k in sets[cols[0]]["fidelity"]:
         row(f"fidelity {k} ↑", lambda s, k=k: fmt_ci(s["fidelity"][k]["fidelity"], s["fidelity"][k]["ci95"]))
     warn = shift_warning(r["name"], sets[r["name"]])

@@ -66,11 +66,6 @@ def shift_warning(name: str, metrics: dict) -> str | None:
     s = metrics.get("shift")
     if not s or s["p_value"] >= SHIFT_ALPHA:
         return None
-    if "distance_auc" not in s:  # a run evaluated before the rank test: its p_value is the tail count's
-        return (f"**Warning — {name} is shifted:** {s['n_outside']} of {metrics['n']} images "
-                f"({s['outside_fraction']:.1%}) lie beyond validation's {s['quantile']:.0%} embedding distance, where "
-                f"about {1 - s['quantile']:.0%} would (binomial p = {s['p_value']:.1e}). The validation operating point "
-                "and calibration may not hold here: choose the threshold on labelled images of this clinic before use.")
     return (f"**Warning — {name} is shifted:** its images lie farther from the training data in the CNN's embedding "
             f"than validation's do (median distance {s['median_distance']:.1f} against "
             f"{s['reference_median_distance']:.1f}; a random {name} image is the farther of a pair with a validation "
