@@ -232,7 +232,7 @@ def test_plain_arch_is_the_six_convolution_cnn_and_reloads():
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (PROJECT / "configs").glob("*.toml")))
 def test_every_preset_loads_and_builds_its_backbone(preset):
     """Each shipped preset is a valid config whose model section builds and classifies; the default
-    and plain presets have the architectures and sizes the README states (28 px)."""
+    plain and accurate presets have the architectures and sizes the README states (28 px)."""
     from hybrid.backbone import build_backbone, n_parameters
     from hybrid.config import load_config
 
@@ -242,7 +242,8 @@ def test_every_preset_loads_and_builds_its_backbone(preset):
                        mc["embed_dim"], mc["colour_constancy"], mc["arch"]).eval()
     with torch.no_grad():
         assert m(torch.rand(2, 3, size, size)).shape == (2, 7)
-    expected = {"default": ("resnet", 24, "grid", 396_543), "plain": ("plain", 48, "grid", 1_089_879)}
+    expected = {"default": ("resnet", 24, "grid", 396_543), "plain": ("plain", 48, "grid", 1_089_879),
+                "accurate": ("plain", 32, "grid", 584_423)}
     if preset in expected:
         assert (mc["arch"], mc["width"], mc["head"], n_parameters(m)) == expected[preset]
 
