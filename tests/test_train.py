@@ -231,7 +231,7 @@ def test_plain_arch_is_the_six_convolution_cnn_and_reloads():
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (PROJECT / "configs").glob("*.toml")))
 def test_every_preset_loads_and_builds_its_backbone(preset):
-    """Each shipped preset is a valid config whose model section builds and classifies; the default
+    """Each shipped preset is a valid config whose model section builds and classifies; the default,
     plain and accurate presets have the architectures and sizes the README states (28 px)."""
     from hybrid.backbone import build_backbone, n_parameters
     from hybrid.config import load_config
