@@ -70,7 +70,9 @@ def main() -> int:
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, device {rows[0]['device']}, "
              f"python {platform.python_version()}.",
              f"Command: `python bench/bench_backbone.py --config {args.config} --seeds {' '.join(map(str, args.seeds))}"
-             + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --out {args.out}" if args.out else "") + "`", "",
+             + (f" --epochs {args.epochs}" if args.epochs else "") + "".join(f" --set {kv}" for kv in args.set)
+             + (f" --runs-dir {args.runs_dir}" if args.runs_dir != "artifacts/runs/bench" else "")
+             + (f" --out {args.out}" if args.out else "") + "`", "",
              "| seed | best val AUC | test ACC | test AUC | ACC (TTA) | AUC (TTA) | best epoch | epochs | s/epoch | train s | total s | peak RSS MiB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:

@@ -67,6 +67,38 @@ def augment(x: torch.Tensor, g: torch.Generator, flip: bool = True, rot90: bool 
     return x.contiguous()
 
 
+def skin_colour(images_u8, masks) -> "np.ndarray":
+    """Mean RGB colour in [0, 1] of each image's non-lesion pixels (N, 3); the whole image's where the
+    mask covers everything. images_u8 (N, S, S, 3) uint8, masks (N, S, S) bool (True on the lesion)."""
+    import numpy as np
+
+    skin = ~np.asarray(masks)
+    skin[~skin.any(axis=(1, 2))] = True
+    x = np.asarray(images_u8, np.float64) / 255.0
+    return (x * skin[..., None]).sum((1, 2)) / skin.sum((1, 2))[:, None]
+
+
+def skin_swap(x: torch.Tensor, masks: torch.Tensor, skin_rgb: torch.Tensor, g: torch.Generator,
+              p: float) -> torch.Tensor:
+    """With probability p per image, give the skin around the lesion the colour of another image's
+    skin in the batch: the non-lesion pixels are scaled per channel by donor / own mean skin colour
+    (clipped to 0.5–2), the lesion is kept.
+
+    Breaks a class–skin-colour correlation that comes from how the images were taken: in HAM10000 the
+    follow-up nevi were photographed with another device and their skin alone tells them from
+    melanomas (bench/device_confound.py). Apply it before any geometric augmentation, on the
+    unaugmented images that `masks` (B, S, S) bool and `skin_rgb` (B, 3) were measured on.
+    x: (B, C, S, S) float in [0, 1]; all randomness from `g`.
+    """
+    b = x.shape[0]
+    dev = x.device
+    donor = torch.randperm(b, generator=g).to(dev)
+    on = (_rand(g, b, dev) < p)[:, None, None, None]
+    gain = (skin_rgb[donor] / skin_rgb.clamp_min(1e-3)).clamp(0.5, 2.0)[:, :, None, None]
+    skin = ~masks[:, None]
+    return torch.where(on & skin, (x * gain).clamp(0, 1), x)
+
+
 def cutout_patch(x: torch.Tensor, g: torch.Generator, side: float) -> torch.Tensor:
     """Cutout (DeVries & Taylor 2017): with probability 1/2 per image, a square of `side` × S pixels
     at a uniform random centre (clipped at the border) is set to the image's mean colour.

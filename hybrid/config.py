@@ -41,7 +41,8 @@ DEFAULTS: dict = {
         "concept_weight": 0.0,  # >0: joint concept head, + weight × MSE to the standardised measured concepts
         "augment": {"flip": True, "rot90": True, "crop_pad": 2, "jitter": 0.1,
                     "acquisition": 0.0,  # >0: camera/dermoscope shift strength (hybrid.augment.acquisition_shift)
-                    "cutout": 0.0},  # >0: cutout square side as a fraction of the image (hybrid.augment.cutout_patch)
+                    "cutout": 0.0,  # >0: cutout square side as a fraction of the image (hybrid.augment.cutout_patch)
+                    "skin_swap": 0.0},  # >0: share of images whose skin takes another's colour (hybrid.augment.skin_swap)
         "tta": True,  # average the 8 flips/rotations at evaluation
         "device": "auto",  # auto | cpu | cuda | mps
         "amp": True,  # mixed precision, used on CUDA only
@@ -134,6 +135,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if cfg["train"]["concept_weight"] > 0 and cfg["train"]["mixup_alpha"] > 0:
         raise HybridError("Config: train.concept_weight and train.mixup_alpha cannot both be set "
                           "(a mixed image has no measured concepts).")
+    if not 0.0 <= cfg["train"]["augment"]["skin_swap"] <= 1.0:
+        raise HybridError(f"Config 'train.augment.skin_swap' must be a probability in [0, 1], got {cfg['train']['augment']['skin_swap']}.")
     if cfg["data"]["size"] not in (28, 64, 128, 224):
         raise HybridError(f"Config 'data.size' must be 28, 64, 128 or 224 (medmnist's sizes), got {cfg['data']['size']}.")
     return cfg

@@ -87,6 +87,9 @@ def summary_items(run: RunDir) -> list[dict]:
     ext = "external"
     name = run.read_json(a).get(ext, {}).get("name") if a in run.manifest["files"] else None
     if name:
+        add("DermaMNIST test: melanoma-vs-nevus AUC", a, ext, "sets", "DermaMNIST test", "binary", "auc")
+        add("DermaMNIST test without the follow-up nevi (another device): melanoma-vs-nevus AUC",
+            a, ext, "sets", "DermaMNIST test, no follow-up nevi", "binary", "auc")
         add(f"{name}: melanoma-vs-nevus AUC", a, ext, "sets", name, "binary", "auc")
         add(f"{name}: melanoma sensitivity at the validation operating point", a, ext, "sets", name, "binary", "sensitivity")
         add(f"{name}: specificity at the validation operating point", a, ext, "sets", name, "binary", "specificity")

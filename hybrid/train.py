@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as D
 from .adapt import batchnorm_layers
-from .augment import augment, dihedral_views, to_float
+from .augment import augment, dihedral_views, skin_colour, skin_swap, to_float
 from .backbone import build_backbone, from_config
 from .metrics import auc_ovr, accuracy
 
@@ -117,6 +117,18 @@ def channel_stats(model, images_u8: np.ndarray, batch: int = 1024) -> tuple[np.n
             s, sq, n = s + x.sum((0, 2, 3)), sq + (x * x).sum((0, 2, 3)), n + x[:, 0].numel()
     mean = s / n
     return mean.numpy(), ((sq / n - mean * mean).clamp_min(0).sqrt() + 1e-6).numpy()
+
+
+def train_skin(images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lesion masks (N, S, S) bool and mean skin colour (N, 3) in [0, 1] of RGB uint8 images, for skin_swap."""
+    from skimage.color import rgb2lab
+
+    from .concepts import lesion_masks
+
+    if images_u8.shape[-1] != 3:
+        raise ValueError("train.augment.skin_swap needs RGB images (3 channels).")
+    masks = lesion_masks(rgb2lab(images_u8))
+    return masks, skin_colour(images_u8, masks)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -284,6 +296,9 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
     images = torch.from_numpy(np.ascontiguousarray(train_x)).to(device)
     labels = torch.from_numpy(train_y.astype(np.int64)).to(device)
     aug = tc["augment"]
+    if aug["skin_swap"] > 0:
+        masks, skin_rgb = train_skin(train_x)
+        masks, skin_rgb = torch.from_numpy(masks).to(device), torch.from_numpy(skin_rgb).float().to(device)
     eval_model = copy.deepcopy(model) if ema is not None else model
     for epoch in range(start, tc["epochs"]):
         if stop_after is not None and epoch >= stop_after:
@@ -297,7 +312,10 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
                    disable=None if progress else True, unit="batch")
         for s in bar:
             idx = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
-            x = augment(to_float(images[idx]), g, aug["flip"], aug["rot90"], aug["crop_pad"], aug["jitter"],
+            x = to_float(images[idx])
+            if aug["skin_swap"] > 0:
+                x = skin_swap(x, masks[idx], skin_rgb[idx], g, aug["skin_swap"])
+            x = augment(x, g, aug["flip"], aug["rot90"], aug["crop_pad"], aug["jitter"],
                         aug["acquisition"], aug["cutout"])
             y = labels[idx]
             x, y = D.shard(x), D.shard(y)  # the whole batch was drawn and augmented alike on every rank

@@ -28,6 +28,15 @@ def test_pipeline_end_to_end_then_every_stage_skipped(tmp_path, data_root, capsy
                 "explain/gallery.png", "surrogates/fidelity.json"):
         assert (run / rel).is_file(), rel
     assert "# Summary" in out and "report: " in out
+    import pandas as pd
+
+    sets = json.loads((run / "evaluate/ph2.json").read_text())["sets"]
+    meta = pd.read_csv(run / "features/test_metadata.csv")
+    n_follow_up = int(((meta["label"] == 5) & (meta["dx_type"] == "follow_up")).sum())
+    full, same_device = sets["DermaMNIST test"], sets["DermaMNIST test, no follow-up nevi"]
+    assert 0 < n_follow_up and same_device["n"] == full["n"] - n_follow_up
+    assert same_device["binary"]["n_positive"] == full["binary"]["n_positive"]
+    assert same_device["binary"]["n_negative"] == full["binary"]["n_negative"] - n_follow_up
     keys = json.loads((run / "manifest.json").read_text())["stage_keys"]
     assert set(keys) == {"train", "features", "surrogates", "faithfulness", "explain", "audit", "report"}
 

@@ -180,6 +180,37 @@ def test_cutout_blanks_one_square_with_the_image_mean():
         assert torch.allclose(y[i][:, changed[i]], x[i].mean((1, 2))[:, None].expand(3, 49))
 
 
+def test_skin_swap_gives_each_skin_another_images_colour_and_keeps_the_lesion():
+    from hybrid.augment import skin_colour, skin_swap
+
+    b, s = 16, 28
+    yy, xx = np.mgrid[:s, :s]
+    mask = np.broadcast_to(np.hypot(yy - 13.5, xx - 13.5) < 7, (b, s, s)).copy()
+    rng = np.random.default_rng(0)
+    skin = rng.uniform(0.45, 0.85, (b, 3))  # uniform skins; donor/own gains stay inside 0.5-2
+    lesion = rng.uniform(0.1, 0.3, (b, 3))
+    img = np.where(mask[..., None], lesion[:, None, None], skin[:, None, None])
+    u8 = np.round(img * 255).astype(np.uint8)
+    rgb = skin_colour(u8, mask)
+    assert np.allclose(rgb, np.round(skin * 255) / 255)
+    x, m = to_float(torch.from_numpy(u8)), torch.from_numpy(mask)
+    y = skin_swap(x, m, torch.from_numpy(rgb).float(), torch.Generator().manual_seed(0), 1.0)
+    assert torch.equal(y[:, :, 14, 14], x[:, :, 14, 14])  # lesion pixels untouched
+    new_skin = y[:, :, 0, 0].numpy()  # a corner: skin
+    # every skin now has the colour of one of the batch's skins, and not all kept their own
+    assert np.abs(new_skin[:, None] - rgb[None]).max(-1).min(1).max() < 1e-5
+    assert not np.allclose(new_skin, rgb)
+    assert torch.equal(skin_swap(x, m, torch.from_numpy(rgb).float(), torch.Generator().manual_seed(0), 0.0), x)
+
+
+def test_skin_swap_must_be_a_probability():
+    from hybrid.config import load_config
+    from hybrid.errors import HybridError
+
+    with pytest.raises(HybridError, match="skin_swap"):
+        load_config(None, ["train.augment.skin_swap=1.5"])
+
+
 @pytest.mark.parametrize("head,size,arch", [("grid", 28, "resnet"), ("avg", 64, "resnet"), ("avg", 28, "plain"),
                                            ("grid", 28, "plain")])
 def test_fused_copy_is_the_same_function_without_batchnorm(head, size, arch):
