@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hybrid import audit as AU  # noqa: E402
 from hybrid.artifacts import RunDir  # noqa: E402
 from hybrid.concepts import lesion_masks  # noqa: E402
 from hybrid.data import load_dataset  # noqa: E402
@@ -45,23 +46,9 @@ def skin_lab(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(CIELAB images (N, S, S, 3), lesion masks (N, S, S), mean skin colour (N, 3)) of uint8 RGB images."""
     from skimage.color import rgb2lab
 
-    lab = rgb2lab(images)
-    masks = lesion_masks(lab)
-    skin = ~masks
-    mean = np.stack([lab[i][skin[i]].mean(0) if skin[i].any() else lab[i].reshape(-1, 3).mean(0)
-                     for i in range(len(lab))])
+    masks = lesion_masks(rgb2lab(images))
+    lab, mean = AU.skin_lab(images, masks)
     return lab, masks, mean
-
-
-def recolour_skin(lab: np.ndarray, masks: np.ndarray, skin_mean: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """uint8 RGB images whose non-lesion pixels are shifted by target − skin_mean in CIELAB (L* clipped to 0–100)."""
-    from skimage.color import lab2rgb
-
-    out = lab.copy()
-    shift = (target[None] - skin_mean)[:, None, None, :]
-    out = np.where(masks[..., None], out, out + shift)
-    out[..., 0] = np.clip(out[..., 0], 0, 100)
-    return np.clip(np.round(lab2rgb(out) * 255), 0, 255).astype(np.uint8)
 
 
 def auc_against(p_mel: np.ndarray, y: np.ndarray, negatives: np.ndarray) -> float:
@@ -106,7 +93,7 @@ def main() -> int:
 
     xt, yt = data["test"].images, data["test"].labels
     lab, masks, t_skin = skin_lab(xt)
-    cf_images = {k: recolour_skin(lab, masks, t_skin, v) for k, v in targets.items()}
+    cf_images = {k: AU.recolour_skin(lab, masks, t_skin, v) for k, v in targets.items()}
     xe, ye = load_external(a.external, 28)
     print("\n## Melanoma-vs-nevus AUC of p(melanoma), by how the nevi were confirmed\n")
     print("| run | val: all / follow-up / other nevi | test: all / follow-up / other nevi | PH2 (read only) |")

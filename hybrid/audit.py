@@ -149,6 +149,62 @@ def skin_tone_shift(images: np.ndarray, masks: np.ndarray, delta_ita: float) -> 
     return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
+def skin_lab(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CIELAB images (N, S, S, 3) of uint8 RGB images and the mean CIELAB colour of each one's
+    non-lesion pixels (N, 3); the whole image's where the lesion mask (N, S, S) covers everything."""
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(images)
+    skin = ~np.asarray(masks, bool)
+    skin[~skin.any(axis=(1, 2))] = True
+    return lab, (lab * skin[..., None]).sum((1, 2)) / skin.sum((1, 2))[:, None]
+
+
+def recolour_skin(lab: np.ndarray, masks: np.ndarray, skin_mean: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """uint8 RGB images whose non-lesion pixels are shifted by target − skin_mean in CIELAB, so the
+    skin's mean colour becomes `target` ((3,) or one per image (N, 3)), the lesion unchanged; L* clipped
+    to 0–100 (so a skin pushed past white or black ends a little off target)."""
+    from skimage.color import lab2rgb
+
+    shift = (np.broadcast_to(target, skin_mean.shape) - skin_mean)[:, None, None, :]
+    out = np.where(np.asarray(masks, bool)[..., None], lab, lab + shift)
+    out[..., 0] = np.clip(out[..., 0], 0, 100)
+    return np.clip(np.round(lab2rgb(out) * 255), 0, 255).astype(np.uint8)
+
+
+def skin_swap_response(predict, images: np.ndarray, masks: np.ndarray, labels: np.ndarray,
+                       typical_skin: dict[int, np.ndarray], pos: int, neg: int) -> dict:
+    """How the CNN's p(pos) moves when only the skin around the lesion changes colour.
+
+    predict: uint8 images (N, S, S, 3) → probabilities (N, K). typical_skin: class → CIELAB (3,), the
+    median skin colour of that class's train images. Each test image of class pos and neg gets its
+    skin set to the other class's typical colour (the swap) and to its own class's (the control, which
+    measures what recolouring alone does). Returns, under "positive" and "negative" (the images of class
+    pos and neg), their count and mean p(pos) and share of argmax-pos calls before / swap / control; and
+    under "auc" the pos-vs-neg AUC before, with every skin swapped and with every skin at its own
+    class's typical colour. A model that reads the lesion barely moves.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    keep = (labels == pos) | (labels == neg)
+    x, m, y = images[keep], masks[keep], labels[keep]
+    lab, mean = skin_lab(x, m)
+    own = np.stack([typical_skin[int(c)] for c in y])
+    other = np.stack([typical_skin[neg if c == pos else pos] for c in y])
+    p = {"before": predict(x)}
+    for k, t in (("swap", other), ("control", own)):
+        p[k] = predict(recolour_skin(lab, m, mean, t))
+    out = {}
+    for side, c in (("positive", pos), ("negative", neg)):
+        sel = y == c
+        out[side] = {"n": int(sel.sum()), **{k: {"mean_p": float(v[sel, pos].mean()),
+                                                  "called_pos": float((v[sel].argmax(1) == pos).mean())}
+                                              for k, v in p.items()}}
+    if len(np.unique(y)) == 2:
+        out["auc"] = {k: float(roc_auc_score(y == pos, v[:, pos])) for k, v in p.items()}
+    return out
+
+
 def corrupt(images: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.ndarray:
     """Common corruptions of uint8 RGB images (N, S, S, 3), severity 1–3 (0: unchanged):
     blur (Gaussian σ = 0.5·severity px), noise (Gaussian, sd 8·severity of 255), brightness

@@ -46,6 +46,34 @@ def shift_markdown(skin: list[dict], corr: list[dict]) -> list[str]:
     return out + [""]
 
 
+def skin_swap_markdown(r: dict | None, names) -> list[str]:
+    out = ["## The skin around the lesion (counterfactual)", ""]
+    if r is None:
+        return out + ["Not run: it needs RGB images and both operating-point classes in train and test.", ""]
+    pos, neg = r["positive_class"], r["negative_class"]
+    P, N = names[pos], names[neg]
+    lab = {c: "L* {}, a* {}, b* {}".format(*(int(round(v)) + 0 for v in r["typical_skin_lab"][c])) for c in ("positive", "negative")}
+    out += [f"Only the skin changes: every test image of {P} and of {N} has its non-lesion pixels shifted in CIELAB so that "
+            f"their mean is the other class's typical skin colour (the median over its train images: {P} {lab['positive']}, "
+            f"{N} {lab['negative']}) — the *swap* — or its own class's — the *control*, what recolouring alone does. "
+            f"A model that reads the lesion barely moves; one whose p({P}) follows the swap well beyond the control reads "
+            "the skin. In HAM10000 the skin's colour tells more about how an image was taken than about the lesion "
+            "(`bench/device_confound.py`).", "",
+            f"| test images | n | mean p({P}): before → swap / control | called {P} (argmax): before → swap / control |",
+            "| --- | --- | --- | --- |"]
+    for side, c in (("positive", pos), ("negative", neg)):
+        v = r[side]
+        out.append(f"| {names[c]} | {v['n']} | {v['before']['mean_p']:.3f} → {v['swap']['mean_p']:.3f} / "
+                   f"{v['control']['mean_p']:.3f} | {v['before']['called_pos']:.1%} → {v['swap']['called_pos']:.1%} / "
+                   f"{v['control']['called_pos']:.1%} |")
+    if "auc" in r:
+        a = r["auc"]
+        out += ["", f"{P}-vs-{N} AUC: {a['before']:.3f} before, {a['swap']:.3f} with every skin swapped, "
+                f"{a['control']:.3f} with every skin at its own class's typical colour: **{a['control'] - a['swap']:.3f} "
+                "of AUC lost to the skin's colour alone** (swap against control; 0 for a model that reads only the lesion)."]
+    return out + [""]
+
+
 def shift_figure(rows: list[dict]) -> bytes:
     import matplotlib.pyplot as plt
 

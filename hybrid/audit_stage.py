@@ -14,8 +14,9 @@ from tqdm.auto import tqdm
 from . import attribution as A
 from . import audit as AU
 from .audit_shift import (SKIN_STEPS, concept_matrix, external_audit, external_markdown, shift_figure,
-                          shift_markdown, shift_metrics)
+                          shift_markdown, shift_metrics, skin_swap_markdown)
 from .artifacts import RunDir
+from .config import DEFAULTS
 from .concepts import CONCEPT_NAMES, REGIONS, measure_concepts, region_masks
 from .errors import HybridError
 from .explain import global_importance, surrogate_explanation
@@ -50,6 +51,26 @@ def _metadata(run: RunDir, split: str) -> pd.DataFrame | None:
     if "lesion_id" not in meta.columns:
         raise HybridError(f"Metadata file {run.path / rel} has no column 'lesion_id'; expected HAM10000 metadata columns.")
     return meta
+
+
+def skin_swap_audit(ctx: Context, y: np.ndarray) -> dict | None:
+    """hybrid.audit.skin_swap_response for the operating point's two classes (melanoma, nevus), with
+    each class's typical skin colour taken from the train images; None where it cannot run (not RGB,
+    or a class missing from train or test)."""
+    from .train import predict_proba
+
+    op = {**DEFAULTS["operating_point"], **ctx.run.manifest["config"].get("operating_point", {})}
+    pos, neg = op["positive_class"], op["negative_class"]
+    tr = ctx.tables["train"]
+    if ctx.test_images.shape[-1] != 3 or len(ctx.train_images) != len(tr["labels"]) or \
+            not all((tr["labels"] == c).any() and (y == c).any() for c in (pos, neg)):
+        return None
+    _, skin = AU.skin_lab(ctx.train_images, tr["masks"])
+    typical = {c: np.median(skin[tr["labels"] == c], axis=0) for c in (pos, neg)}
+    out = AU.skin_swap_response(lambda x: predict_proba(ctx.model, x), ctx.test_images, ctx.tables["test"]["masks"],
+                                y, typical, pos, neg)
+    return {"positive_class": pos, "negative_class": neg,
+            "typical_skin_lab": {"positive": typical[pos].tolist(), "negative": typical[neg].tolist()}, **out}
 
 
 def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress: bool = True) -> dict:
@@ -157,6 +178,8 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
                                  for sv in (1, 2, 3)]
         run.write_bytes("audit/skin_shift.png", shift_figure(result["skin_shift"]))
         md += shift_markdown(result["skin_shift"], result["corruptions"])
+        result["skin_swap"] = skin_swap_audit(ctx, y)
+        md += skin_swap_markdown(result["skin_swap"], ctx.names)
         lap("skin-tone shift and corruptions")
         # 5. another clinic and device
         ext = o.get("external") or default_external("ph2", run.manifest["config"]["data"]["size"])

@@ -5,6 +5,7 @@ colour jitter is kept mild because colour carries diagnostic meaning.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,11 +68,9 @@ def augment(x: torch.Tensor, g: torch.Generator, flip: bool = True, rot90: bool 
     return x.contiguous()
 
 
-def skin_colour(images_u8, masks) -> "np.ndarray":
+def skin_colour(images_u8: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Mean RGB colour in [0, 1] of each image's non-lesion pixels (N, 3); the whole image's where the
     mask covers everything. images_u8 (N, S, S, 3) uint8, masks (N, S, S) bool (True on the lesion)."""
-    import numpy as np
-
     skin = ~np.asarray(masks)
     skin[~skin.any(axis=(1, 2))] = True
     x = np.asarray(images_u8, np.float64) / 255.0
@@ -85,7 +84,7 @@ def skin_swap(x: torch.Tensor, masks: torch.Tensor, skin_rgb: torch.Tensor, g: t
     (clipped to 0.5–2), the lesion is kept.
 
     Breaks a class–skin-colour correlation that comes from how the images were taken: in HAM10000 the
-    follow-up nevi were photographed with another device and their skin alone tells them from
+    follow-up nevi were photographed apart from the rest and their skin alone tells them from
     melanomas (bench/device_confound.py). Apply it before any geometric augmentation, on the
     unaugmented images that `masks` (B, S, S) bool and `skin_rgb` (B, 3) were measured on.
     x: (B, C, S, S) float in [0, 1]; all randomness from `g`.

@@ -49,7 +49,7 @@ class Context:
         self.test_images = data.splits["test"].images
         self.names = class_names(dc["flag"])
         rng = np.random.default_rng(self.opts["seed"])
-        train = data.splits["train"].images
+        self.train_images = train = data.splits["train"].images
         bg = train[rng.choice(len(train), min(self.opts["background"], len(train)), replace=False)]
         self.background = A.images_to_tensor(bg)
         self.surrogate = self._surrogate(self.opts["surrogate"])

@@ -82,13 +82,15 @@ def summary_items(run: RunDir) -> list[dict]:
     add("planted-stamp probe: the rule flags at enrichment ≥", a, "rule", "flag_enrichment")
     add("planted-stamp probe: share of predictions changed by the stamp", a, "shortcut", "flip_rate")
     add("test images sharing a lesion with train", a, "leakage", "n_leaked")
+    add("skin counterfactual: melanoma-vs-nevus AUC with each class's typical skin colour", a, "skin_swap", "auc", "control")
+    add("skin counterfactual: the same AUC with the two skin colours swapped, the lesions kept", a, "skin_swap", "auc", "swap")
     add("CNN accuracy, full test set", a, "leakage", "rows", 0, "acc")
     add("CNN accuracy, leak-free test subset", a, "leakage", "rows", 1, "acc")
     ext = "external"
     name = run.read_json(a).get(ext, {}).get("name") if a in run.manifest["files"] else None
     if name:
         add("DermaMNIST test: melanoma-vs-nevus AUC", a, ext, "sets", "DermaMNIST test", "binary", "auc")
-        add("DermaMNIST test without the follow-up nevi (another device): melanoma-vs-nevus AUC",
+        add("DermaMNIST test without the follow-up nevi (photographed apart): melanoma-vs-nevus AUC",
             a, ext, "sets", "DermaMNIST test, no follow-up nevi", "binary", "auc")
         add(f"{name}: melanoma-vs-nevus AUC", a, ext, "sets", name, "binary", "auc")
         add(f"{name}: melanoma sensitivity at the validation operating point", a, ext, "sets", name, "binary", "sensitivity")

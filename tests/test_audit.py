@@ -152,3 +152,39 @@ def test_corruptions_grow_with_severity(kind):
     np.testing.assert_array_equal(AU.corrupt(imgs, kind, 0), imgs)
     d = [np.abs(AU.corrupt(imgs, kind, s).astype(int) - imgs).mean() for s in (1, 2, 3)]
     assert 0 < d[0] < d[2]
+
+
+def test_skin_swap_moves_a_skin_reader_and_not_a_lesion_reader():
+    """Known answers: a 'model' that reads only the lesion pixels is untouched by any skin recolouring;
+    one that reads only the skin's redness follows the swap, and the control (each class's own typical
+    skin) leaves it where it was."""
+    from hybrid.audit import skin_lab, skin_swap_response
+
+    s, n = 16, 40
+    yy, xx = np.mgrid[:s, :s]
+    mask = np.broadcast_to(np.hypot(yy - 7.5, xx - 7.5) < 4, (n, s, s)).copy()
+    y = np.repeat([4, 5], n // 2)
+    rng = np.random.default_rng(0)
+    skin = np.where((y == 5)[:, None], [200, 120, 110], [190, 160, 150]) + rng.integers(-5, 6, (n, 3))  # nevi: redder skin
+    lesion = rng.integers(60, 120, (n, 3))
+    img = np.where(mask[..., None], lesion[:, None, None], skin[:, None, None]).astype(np.uint8)
+    _, skin_lab_mean = skin_lab(img, mask)
+    typical = {c: np.median(skin_lab_mean[y == c], axis=0) for c in (4, 5)}
+
+    def reader(region):
+        def predict(x):
+            _, m = skin_lab(x, mask[: len(x)]) if region == "skin" else (None, None)
+            score = (m[:, 1] < 20).astype(float) if region == "skin" else x[:, 8, 8, 0] / 255.0  # low a* → melanoma
+            p = np.zeros((len(x), 7))
+            p[:, 4], p[:, 5] = score, 1 - score
+            return p
+        return predict
+
+    lesion_r = skin_swap_response(reader("lesion"), img, mask, y, typical, 4, 5)
+    for side in ("positive", "negative"):
+        assert lesion_r[side]["swap"] == lesion_r[side]["before"] == lesion_r[side]["control"]
+    skin_r = skin_swap_response(reader("skin"), img, mask, y, typical, 4, 5)
+    assert skin_r["positive"]["before"]["called_pos"] == 1.0 and skin_r["positive"]["swap"]["called_pos"] == 0.0
+    assert skin_r["negative"]["before"]["called_pos"] == 0.0 and skin_r["negative"]["swap"]["called_pos"] == 1.0
+    assert skin_r["positive"]["control"]["called_pos"] == 1.0 and skin_r["negative"]["control"]["called_pos"] == 0.0
+    assert skin_r["auc"]["before"] == 1.0 and skin_r["auc"]["swap"] == 0.0 and skin_r["auc"]["control"] == 1.0

@@ -37,6 +37,8 @@ def test_pipeline_end_to_end_then_every_stage_skipped(tmp_path, data_root, capsy
     assert 0 < n_follow_up and same_device["n"] == full["n"] - n_follow_up
     assert same_device["binary"]["n_positive"] == full["binary"]["n_positive"]
     assert same_device["binary"]["n_negative"] == full["binary"]["n_negative"] - n_follow_up
+    swap = json.loads((run / "audit/audit.json").read_text())["skin_swap"]
+    assert set(swap["auc"]) == {"before", "swap", "control"} and swap["positive"]["n"] == full["binary"]["n_positive"]
     keys = json.loads((run / "manifest.json").read_text())["stage_keys"]
     assert set(keys) == {"train", "features", "surrogates", "faithfulness", "explain", "audit", "report"}
 
