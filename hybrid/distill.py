@@ -30,13 +30,14 @@ def _fit(kind, Xtr, ytr, n_classes, seed, **kw):
 
 
 def fit_surrogates(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, xgb_params: dict | None = None,
-                   n_jobs: int = -1, transfer: tuple | None = None):
+                   n_jobs: int = -1, transfer: tuple | None = None, transfer_tree: bool = True):
     """Fit every family on (Xtr, CNN labels ytr); returns ({name: (surrogate, fit_s)}, depth sweep rows).
     n_jobs: joblib processes for the logistic C grid and the tree depth sweep (-1: every core).
     transfer: (X, CNN labels) of extra images, added to the fits of XGBoost and of the tree — with
     them the depth-≤ 6 tree's val fidelity rose on 9 of 9 run × feature set
     (bench/results_transfer_tree.md); the logistic model did not gain on val
-    (bench/results_transfer_set.md), so it sees the train images alone."""
+    (bench/results_transfer_set.md), so it sees the train images alone. transfer_tree=False keeps the
+    tree on the train images too (the embedding tree: no val gain at depth ≤ 6, bench/results_embedding_xgb.md)."""
     fitted = {}
     fitted["majority"] = _fit("majority", Xtr, ytr, n_classes, seed)
     Xall, yall = Xtr, ytr
@@ -44,7 +45,7 @@ def fit_surrogates(Xtr, ytr, Xva, yva, n_classes: int, seed: int = 0, xgb_params
         Xall, yall = np.concatenate([Xtr, transfer[0]]), np.concatenate([ytr, transfer[1]])
     # the C grid and the depth sweep are independent fits: spread over the cores (same models as in turn)
     grid = [("logistic", {"C": C}, Xtr, ytr) for C in LOGISTIC_C] + \
-           [("tree", {"max_depth": d}, Xall, yall) for d in TREE_DEPTHS]
+           [("tree", {"max_depth": d}, *((Xall, yall) if transfer_tree else (Xtr, ytr))) for d in TREE_DEPTHS]
     fits = Parallel(n_jobs=n_jobs)(delayed(_fit)(kind, X, y, n_classes, seed, **kw) for kind, kw, X, y in grid)
     best = None
     for s, t in fits[:len(LOGISTIC_C)]:

@@ -20,9 +20,9 @@ READS = {"features": ["backbone.pt"], "surrogates": ["features/"],
          "audit": ["backbone.pt", "features/", "surrogates/"],
          "report": ["metrics.json", "surrogates/", "explain/", "audit/", "evaluate/", "features/probe_r2.md"]}
 # stage → the modules whose code decides its numbers: a new version of them re-runs the stage
-CODE = {"features": ("concepts.py", "features.py", "transfer.py"),
+CODE = {"features": ("concepts.py", "features.py", "transfer.py", "surrogate_stage.py"),
         "surrogates": ("distill.py", "surrogates.py", "fidelity.py", "surrogate_stage.py"),
-        "audit": ("shift.py",)}
+        "audit": ("shift.py", "audit.py", "audit_shift.py", "audit_stage.py", "evaluate_stage.py")}
 WRITES = {"train": ["backbone.pt", "metrics.json"], "features": ["features/"], "surrogates": ["surrogates/"],
           "faithfulness": ["explain/faithfulness.json"], "explain": ["explain/gallery.png"],
           "audit": ["audit/audit.json"], "report": ["report/report.html"]}

@@ -67,11 +67,24 @@ def test_transfer_set_is_the_cnns_answers_on_copies_of_train_and_feeds_xgboost_a
         assert np.array_equal(z["source"], np.tile(np.arange(600), COPIES))
         assert np.allclose(z["concepts"], measure_concepts(copies), atol=1e-5)
         model = load_backbone(RunDir.open(run))[0].fused()
-        assert np.array_equal(z["pred"], embed_and_proba(model, copies)[1].argmax(1))
+        emb, proba = embed_and_proba(model, copies)
+        assert np.array_equal(z["pred"], proba.argmax(1)) and np.allclose(z["embeddings"], emb, atol=1e-5)
     fit_rows = {r["name"]: r["fit_rows"] for r in json.loads((run / "surrogates/fidelity.json").read_text())}
-    assert fit_rows["concepts__xgboost"] == fit_rows["cnn_concepts__xgboost"] == (COPIES + 1) * 600
+    assert fit_rows["concepts__xgboost"] == fit_rows["cnn_concepts__xgboost"] == fit_rows["embeddings__xgboost"] == (COPIES + 1) * 600
     assert fit_rows["concepts__tree"] == fit_rows["cnn_concepts__tree"] == (COPIES + 1) * 600
-    assert fit_rows["concepts__logistic"] == fit_rows["embeddings__xgboost"] == fit_rows["embeddings__tree"] == 600
+    assert fit_rows["concepts__logistic"] == fit_rows["embeddings__logistic"] == fit_rows["embeddings__tree"] == 600
+
+
+def test_a_transfer_table_without_a_feature_sets_columns_adds_no_copies():
+    """A run featurised before the copies' embeddings were kept: its embedding surrogates fit the train images alone."""
+    from hybrid.surrogate_stage import transfer_rows
+
+    tf = {"pred": np.zeros(4, int), "concepts": np.ones((4, 41)), "cnn_concepts": np.ones((4, 41))}
+    assert transfer_rows(tf, "embeddings") is None and transfer_rows(None, "concepts") is None
+    X, y = transfer_rows(tf, "concepts")
+    assert X.shape == (4, 41) and len(y) == 4
+    tf["embeddings"] = np.ones((4, 8))
+    assert transfer_rows(tf, "embeddings")[0].shape == (4, 8)
 
 
 def test_rules_cli_filters_by_class(run, capsys):
