@@ -17,6 +17,7 @@ from . import distributed as D
 from .adapt import batchnorm_layers
 from .augment import augment, dihedral_views, skin_colour, skin_swap, to_float
 from .backbone import build_backbone, from_config
+from .errors import HybridError
 from .metrics import auc_ovr, accuracy
 
 
@@ -126,7 +127,7 @@ def train_skin(images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from .concepts import lesion_masks
 
     if images_u8.shape[-1] != 3:
-        raise ValueError("train.augment.skin_swap needs RGB images (3 channels).")
+        raise HybridError(f"Config 'train.augment.skin_swap' needs RGB images; these have {images_u8.shape[-1]} channel(s).")
     masks = lesion_masks(rgb2lab(images_u8))
     return masks, skin_colour(images_u8, masks)
 

@@ -209,6 +209,10 @@ def test_skin_swap_must_be_a_probability():
 
     with pytest.raises(HybridError, match="skin_swap"):
         load_config(None, ["train.augment.skin_swap=1.5"])
+    from hybrid.train import train_skin
+
+    with pytest.raises(HybridError, match="RGB"):
+        train_skin(np.zeros((2, 28, 28, 1), np.uint8))
 
 
 @pytest.mark.parametrize("head,size,arch", [("grid", 28, "resnet"), ("avg", 64, "resnet"), ("avg", 28, "plain"),
