@@ -36,20 +36,22 @@ VARIANTS = {
 BASE = {"n_estimators": 400, "max_depth": 6, "learning_rate": 0.15}
 
 
+class Variant(Surrogate):
+    """The product's Surrogate('xgboost') with column subsampling as a parameter (the product fixes 0.8)."""
+
+    def __init__(self, kind: str = "xgboost", n_classes: int = 7, n_estimators: int = 400, max_depth: int = 6,
+                 learning_rate: float = 0.15, random_state: int = 0, colsample_bytree: float = 0.8):
+        super().__init__(kind, n_classes, n_estimators=n_estimators, max_depth=max_depth,
+                         learning_rate=learning_rate, random_state=random_state)
+        self.colsample_bytree = colsample_bytree
+
+    def _make(self):
+        return super()._make().set_params(colsample_bytree=self.colsample_bytree)
+
+
 def fit(X, y, n_classes, seed, params):
-    """A Surrogate('xgboost') whose XGBClassifier gets `params` (subsampling included)."""
-    p = {**BASE, **params}
-    col = p.pop("colsample_bytree", 0.8)
-    s = Surrogate("xgboost", n_classes, random_state=seed, **p)
-    make = s._make
-
-    def _make():
-        m = make()
-        m.set_params(colsample_bytree=col)
-        return m
-
-    s._make = _make
-    return s.fit(X, y)
+    """The product's XGBoost surrogate with `params` over BASE, fitted to (X, y)."""
+    return Variant("xgboost", n_classes, random_state=seed, **{**BASE, **params}).fit(X, y)
 
 
 def with_copies(run: RunDir, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

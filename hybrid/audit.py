@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .concepts import REGIONS
+from .concepts import REGIONS, skin_mean
 from .explain import pixel_region_scores
 from .fidelity import bootstrap_fidelity
 from .metrics import accuracy, bootstrap_ci, expected_calibration_error
@@ -155,9 +155,7 @@ def skin_lab(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndar
     from skimage.color import rgb2lab
 
     lab = rgb2lab(images)
-    skin = ~np.asarray(masks, bool)
-    skin[~skin.any(axis=(1, 2))] = True
-    return lab, (lab * skin[..., None]).sum((1, 2)) / skin.sum((1, 2))[:, None]
+    return lab, skin_mean(lab, masks)
 
 
 def recolour_skin(lab: np.ndarray, masks: np.ndarray, skin_mean: np.ndarray, target: np.ndarray) -> np.ndarray:

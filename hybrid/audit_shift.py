@@ -52,7 +52,7 @@ def skin_swap_markdown(r: dict | None, names) -> list[str]:
         return out + ["Not run: it needs RGB images and both operating-point classes in train and test.", ""]
     pos, neg = r["positive_class"], r["negative_class"]
     P, N = names[pos], names[neg]
-    lab = {c: "L* {}, a* {}, b* {}".format(*(int(round(v)) + 0 for v in r["typical_skin_lab"][c])) for c in ("positive", "negative")}
+    lab = {c: "L* {}, a* {}, b* {}".format(*(int(round(v)) for v in r["typical_skin_lab"][c])) for c in ("positive", "negative")}
     out += [f"Only the skin changes: every test image of {P} and of {N} has its non-lesion pixels shifted in CIELAB so that "
             f"their mean is the other class's typical skin colour (the median over its train images: {P} {lab['positive']}, "
             f"{N} {lab['negative']}) — the *swap* — or its own class's — the *control*, what recolouring alone does. "

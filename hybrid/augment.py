@@ -5,7 +5,6 @@ colour jitter is kept mild because colour carries diagnostic meaning.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -66,15 +65,6 @@ def augment(x: torch.Tensor, g: torch.Generator, flip: bool = True, rot90: bool 
     if cutout > 0:
         x = cutout_patch(x, g, cutout)
     return x.contiguous()
-
-
-def skin_colour(images_u8: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Mean RGB colour in [0, 1] of each image's non-lesion pixels (N, 3); the whole image's where the
-    mask covers everything. images_u8 (N, S, S, 3) uint8, masks (N, S, S) bool (True on the lesion)."""
-    skin = ~np.asarray(masks)
-    skin[~skin.any(axis=(1, 2))] = True
-    x = np.asarray(images_u8, np.float64) / 255.0
-    return (x * skin[..., None]).sum((1, 2)) / skin.sum((1, 2))[:, None]
 
 
 def skin_swap(x: torch.Tensor, masks: torch.Tensor, skin_rgb: torch.Tensor, g: torch.Generator,

@@ -98,6 +98,14 @@ def _otsu(values: np.ndarray, weights: np.ndarray, bins: int = 64) -> np.ndarray
     return centers[between.argmax(1)] + 50.0 / bins
 
 
+def skin_mean(values: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Mean of `values` (N, S, S, C) over each image's non-lesion pixels (N, C); over the whole image
+    where the lesion mask (N, S, S, True on the lesion) covers everything. Any colour space."""
+    skin = ~np.asarray(masks, bool)
+    skin[~skin.any(axis=(1, 2))] = True
+    return (values * skin[..., None]).sum((1, 2)) / skin.sum((1, 2))[:, None]
+
+
 def lesion_masks(lab: np.ndarray) -> np.ndarray:
     """Boolean lesion masks (N, S, S): Otsu on L* inside the central disc, the dark component that
     best covers the centre, holes filled. An image with no such component gets a central disc of radius S/6."""

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as D
 from .adapt import batchnorm_layers
-from .augment import augment, dihedral_views, skin_colour, skin_swap, to_float
+from .augment import augment, dihedral_views, skin_swap, to_float
 from .backbone import build_backbone, from_config
 from .errors import HybridError
 from .metrics import auc_ovr, accuracy
@@ -124,12 +124,12 @@ def train_skin(images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lesion masks (N, S, S) bool and mean skin colour (N, 3) in [0, 1] of RGB uint8 images, for skin_swap."""
     from skimage.color import rgb2lab
 
-    from .concepts import lesion_masks
+    from .concepts import lesion_masks, skin_mean
 
     if images_u8.shape[-1] != 3:
         raise HybridError(f"Config 'train.augment.skin_swap' needs RGB images; these have {images_u8.shape[-1]} channel(s).")
     masks = lesion_masks(rgb2lab(images_u8))
-    return masks, skin_colour(images_u8, masks)
+    return masks, skin_mean(np.asarray(images_u8, np.float64) / 255.0, masks)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -181,7 +181,8 @@ def test_cutout_blanks_one_square_with_the_image_mean():
 
 
 def test_skin_swap_gives_each_skin_another_images_colour_and_keeps_the_lesion():
-    from hybrid.augment import skin_colour, skin_swap
+    from hybrid.augment import skin_swap
+    from hybrid.concepts import skin_mean
 
     b, s = 16, 28
     yy, xx = np.mgrid[:s, :s]
@@ -191,7 +192,7 @@ def test_skin_swap_gives_each_skin_another_images_colour_and_keeps_the_lesion():
     lesion = rng.uniform(0.1, 0.3, (b, 3))
     img = np.where(mask[..., None], lesion[:, None, None], skin[:, None, None])
     u8 = np.round(img * 255).astype(np.uint8)
-    rgb = skin_colour(u8, mask)
+    rgb = skin_mean(u8 / 255.0, mask)
     assert np.allclose(rgb, np.round(skin * 255) / 255)
     x, m = to_float(torch.from_numpy(u8)), torch.from_numpy(mask)
     y = skin_swap(x, m, torch.from_numpy(rgb).float(), torch.Generator().manual_seed(0), 1.0)
