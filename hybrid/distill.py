@@ -76,6 +76,7 @@ def evaluate(surrogate, X, cnn_pred, cnn_proba, y_true, n_boot: int = 1000, seed
     c = surrogate.complexity()
     row["complexity"] = c["value"]
     row["complexity_measure"] = c["measure"]
+    row["complexity_text"] = c["text"]
     return row
 
 

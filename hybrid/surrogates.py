@@ -86,15 +86,15 @@ class Surrogate(ClassifierMixin, BaseEstimator):
         return X
 
     def complexity(self) -> dict:
-        """Size of the fitted model: non-zero coefficients, leaves, or trees × depth."""
+        """Size of the fitted model: non-zero coefficients, leaves, or trees × depth; `text` reads it out."""
         if self.model_ is None:
-            return {"measure": "constant", "value": 1}
+            return {"measure": "constant", "value": 1, "text": "1 constant"}
         if self.kind == "logistic":
-            coef = self.model_[-1].coef_
-            return {"measure": "non-zero coefficients", "value": int(np.count_nonzero(np.abs(coef) > 1e-8))}
+            n = int(np.count_nonzero(np.abs(self.model_[-1].coef_) > 1e-8))
+            return {"measure": "non-zero coefficients", "value": n, "text": f"{n} non-zero coefficients"}
         if self.kind == "tree":
-            return {"measure": "leaves", "value": int(self.model_.get_n_leaves()),
-                    "depth": int(self.model_.get_depth())}
+            n = int(self.model_.get_n_leaves())
+            return {"measure": "leaves", "value": n, "depth": int(self.model_.get_depth()), "text": f"{n} leaves"}
         n_trees = len(self.model_.get_booster().get_dump())
-        return {"measure": "trees × depth", "value": int(n_trees * self.max_depth),
-                "trees": n_trees, "depth": self.max_depth}
+        return {"measure": "trees × depth", "value": int(n_trees * self.max_depth), "trees": n_trees,
+                "depth": self.max_depth, "text": f"{n_trees} trees × depth {self.max_depth}"}

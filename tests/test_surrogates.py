@@ -118,3 +118,15 @@ def test_ablation_ranks_the_feature_the_teacher_uses_first():
                             kind="tree", params={"max_depth": 3})
     assert rows[0]["concept"] == "c" and rows[0]["kappa_drop"] > 0.5
     assert all(abs(r["kappa_drop"]) < 0.05 for r in rows[1:])
+
+
+def test_complexity_reads_out_trees_and_depth_leaves_and_coefficients():
+    """One boosting round grows one tree per class: 20 rounds × 5 classes = 100 trees of depth ≤ 3."""
+    X, teacher = _teacher_data()
+    y = teacher.predict(X)
+    c = Surrogate("xgboost", n_classes=5, max_depth=3, n_estimators=20).fit(X, y).complexity()
+    assert (c["trees"], c["depth"], c["value"]) == (100, 3, 300)
+    assert c["text"] == "100 trees × depth 3"
+    tree = Surrogate("tree", n_classes=5, max_depth=3, min_samples_leaf=1).fit(X, y)
+    assert tree.complexity()["text"] == f"{tree.model_.get_n_leaves()} leaves"
+    assert Surrogate("logistic", n_classes=5).fit(X, y).complexity()["text"].endswith("non-zero coefficients")
