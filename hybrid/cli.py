@@ -45,7 +45,7 @@ def _features(args) -> int:
     from .surrogate_stage import features_stage
 
     run = RunDir.open(args.run)
-    r2 = features_stage(run, args.data_root)
+    r2 = features_stage(run, args.data_root, progress=not args.quiet)
     top = sorted(r2.items(), key=lambda kv: -kv[1])
     print("linear-probe R² on test (what the CNN encodes): " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     print(f"feature tables: {run.path / 'features'}")
@@ -57,7 +57,7 @@ def _surrogates(args) -> int:
     from .surrogate_stage import surrogates_stage
 
     run = RunDir.open(args.run)
-    surrogates_stage(run, args.n_bootstrap)
+    surrogates_stage(run, args.n_bootstrap, progress=not args.quiet)
     print((run.path / "surrogates" / "fidelity.md").read_text())
     if args.ablation:
         from .surrogate_stage import ablation_stage
@@ -237,11 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="embeddings, CNN probabilities, measured and CNN-probed concepts per split")
     f.add_argument("run", help="run folder, e.g. artifacts/runs/default")
     f.add_argument("--data-root", help="folder with medmnist's npz files")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_features)
     s = sub.add_parser("surrogates", help="distil the CNN into logistic, tree and XGBoost surrogates; print the fidelity table")
     s.add_argument("run")
     s.add_argument("--n-bootstrap", type=int, default=1000)
     s.add_argument("--ablation", action="store_true", help="also leave each concept out in turn (about a minute)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_surrogates)
     fi = sub.add_parser("fidelity", help="print a run's surrogate fidelity table")
     fi.add_argument("run")

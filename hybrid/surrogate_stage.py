@@ -7,6 +7,7 @@ import time
 
 import joblib
 import numpy as np
+from tqdm.auto import tqdm
 
 from .artifacts import RunDir
 from .concepts import CONCEPT_NAMES, REGISTRY
@@ -17,6 +18,7 @@ from .features import FEATURE_SETS, feature_matrix, fit_concept_probes, probe_pr
 from .fidelity import FIDELITY_METRICS
 from .shortcut import plant
 from .stages import load_backbone
+from .transfer import COPIES as TRANSFER_COPIES
 from .transfer import transfer_table
 
 SPLITS = ("train", "val", "test")
@@ -45,9 +47,10 @@ def load_joblib(run: RunDir, rel: str):
     return joblib.load(run.verify(rel))
 
 
-def features_stage(run: RunDir, data_root=None) -> dict:
+def features_stage(run: RunDir, data_root=None, progress: bool = True) -> dict:
     """Embeddings, CNN probabilities, measured and CNN-probed concepts for every split → features/*.npz;
-    the CNN's answers on augmented copies of the train images → features/transfer.npz (hybrid.transfer)."""
+    the CNN's answers on augmented copies of the train images → features/transfer.npz (hybrid.transfer).
+    The progress bar counts images: the three splits, then the transfer copies."""
     cfg = run.manifest["config"]
     dc = cfg["data"]
     model, ckpt = load_backbone(run)
@@ -64,12 +67,21 @@ def features_stage(run: RunDir, data_root=None) -> dict:
             tr = data.splits["train"]
             images["train"] = plant(tr.images, tr.labels, st["kind"], st["class"], st["fraction"], st["fraction_other"],
                                     cfg["run"]["seed"])[0]
-        tables = {s: split_table(model, images[s], data.splits[s].labels, data.splits[s].index) for s in SPLITS}
+        n_copies = TRANSFER_COPIES * len(images["train"])
+        bar = tqdm(total=sum(len(images[s]) for s in SPLITS) + n_copies, desc="features", unit="img",
+                   disable=not progress, leave=False)
+        tables = {}
+        for s in SPLITS:
+            bar.set_postfix_str(s)
+            tables[s] = split_table(model, images[s], data.splits[s].labels, data.splits[s].index)
+            bar.update(len(images[s]))
         probe = fit_concept_probes(tables["train"]["embeddings"], tables["train"]["concepts"])
         for s in SPLITS:
             tables[s]["cnn_concepts"] = probe_predict(probe, tables[s]["embeddings"]).astype(np.float32)
         r2 = probe_r2(probe, tables["test"]["embeddings"], tables["test"]["concepts"])
-        transfer = transfer_table(model, images["train"], seed=cfg["run"]["seed"])
+        bar.set_postfix_str("transfer copies")
+        transfer = transfer_table(model, images["train"], TRANSFER_COPIES, seed=cfg["run"]["seed"], bar=bar)
+        bar.close()
         transfer["cnn_concepts"] = probe_predict(probe, transfer["embeddings"]).astype(np.float32)
         run.write_bytes("features/transfer.npz", _npz_bytes(transfer))
         for s in SPLITS:
@@ -123,8 +135,9 @@ def transfer_rows(tf: dict | None, fs: str) -> tuple[np.ndarray, np.ndarray] | N
         return None
 
 
-def surrogates_stage(run: RunDir, n_boot: int = 1000) -> list[dict]:
-    """Fit every family × feature set on the CNN's train predictions; fidelity table on test."""
+def surrogates_stage(run: RunDir, n_boot: int = 1000, progress: bool = True) -> list[dict]:
+    """Fit every family × feature set on the CNN's train predictions; fidelity table on test.
+    The progress bar counts feature sets (each: depth sweep, logistic, tree, XGBoost, bootstrap)."""
     cfg = run.manifest["config"]
     seed = cfg["run"]["seed"]
     tables = load_tables(run)
@@ -133,7 +146,7 @@ def surrogates_stage(run: RunDir, n_boot: int = 1000) -> list[dict]:
     n_classes = tr["proba"].shape[1]
     rows, sweeps = [], []
     with run.stage("surrogates"):
-        for fs in FEATURE_SETS:
+        for fs in tqdm(FEATURE_SETS, desc="surrogates", unit="feature set", disable=not progress, leave=False):
             Xtr, names = feature_matrix(tr, fs)
             Xva, _ = feature_matrix(va, fs)
             Xte, _ = feature_matrix(te, fs)

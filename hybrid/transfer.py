@@ -45,9 +45,17 @@ def cnn_answers(model, views: np.ndarray) -> dict:
             "concepts": measure_concepts(views, n_jobs=-1)}
 
 
-def transfer_table(model, images: np.ndarray, copies: int = COPIES, jitter: float = JITTER, seed: int = 0) -> dict:
+def transfer_table(model, images: np.ndarray, copies: int = COPIES, jitter: float = JITTER, seed: int = 0,
+                   bar=None) -> dict:
     """`cnn_answers` on augmented copies of `images`, plus source (M,): the row of `images` each copy
-    was made from; M = copies · N."""
-    table = cnn_answers(model, augmented_copies(images, copies, jitter, seed))
+    was made from; M = copies · N. `bar` (a tqdm bar, optional) advances by N after each round of copies."""
+    views = augmented_copies(images, copies, jitter, seed)
+    n = len(images)
+    parts = []
+    for k in range(max(copies, 1)):
+        parts.append(cnn_answers(model, views[k * n:(k + 1) * n]))
+        if bar is not None and copies:
+            bar.update(n)
+    table = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     table["source"] = np.tile(np.arange(len(images)), copies).astype(np.int64)
     return table

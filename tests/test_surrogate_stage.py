@@ -317,3 +317,14 @@ def test_walkthrough_notebook_executes(run, monkeypatch):
     assert "leaves; melanoma rules" in text and "CNN:" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the side-by-side figure
     assert any("fidelity" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+
+
+def test_surrogates_show_a_progress_bar_unless_quiet(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["surrogates", str(copy), "--n-bootstrap", "0"]) == 0
+    assert "surrogates: " in capsys.readouterr().err
+    assert main(["surrogates", str(copy), "--n-bootstrap", "0", "--quiet"]) == 0
+    assert "surrogates: " not in capsys.readouterr().err
