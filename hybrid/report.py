@@ -72,8 +72,11 @@ def summary_items(run: RunDir) -> list[dict]:
             add(f"best {family} surrogate ({best['name']}): fidelity to the CNN", "surrogates/fidelity.json", i, "fidelity")
             add(f"best {family} surrogate ({best['name']}): Cohen's kappa", "surrogates/fidelity.json", i, "kappa")
     for i, r in enumerate(fid):
+        if r["name"] == "concepts__xgboost":
+            add("XGBoost on measured concepts (concepts__xgboost): Cohen's kappa", "surrogates/fidelity.json", i, "kappa")
         if r["name"] == "concepts__tree":
             add("readable concept tree (concepts__tree): fidelity", "surrogates/fidelity.json", i, "fidelity")
+            add("readable concept tree (concepts__tree): Cohen's kappa", "surrogates/fidelity.json", i, "kappa")
         if r["name"] == "majority":
             add("trivial surrogate (always the majority class): fidelity", "surrogates/fidelity.json", i, "fidelity")
     a = "audit/audit.json"
