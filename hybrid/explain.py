@@ -61,6 +61,12 @@ def surrogate_explanation(surrogate, X: np.ndarray, feature_names, background: n
     return shap.Explanation(vals, np.tile(fb, (n, 1)), data=X, feature_names=list(feature_names))
 
 
+def shap_unit(kind: str) -> str:
+    """What `surrogate_explanation`'s values add up to: TreeExplainer explains XGBoost's raw margin and
+    LinearExplainer the logistic model's logit (both log-odds); a decision tree (or the constant), probability."""
+    return "log-odds" if kind in ("xgboost", "logistic") else "probability"
+
+
 def global_importance(expl) -> np.ndarray:
     """Mean |SHAP| per feature per class (F, K)."""
     return np.abs(expl.values).mean(0)

@@ -16,7 +16,7 @@ from .concepts import REGIONS, REGISTRY, region_masks
 from .data import class_names, load_dataset
 from .errors import HybridError
 from .explain import (concept_region_scores, global_importance, layout_shap_share, pixel_region_scores,
-                      region_agreement, rule_path, surrogate_explanation)
+                      region_agreement, rule_path, shap_unit, surrogate_explanation)
 from .faithfulness import METRICS, deletion_insertion, mass_share, pairwise_agreement, randomised_copy, rank_corr
 from .features import feature_matrix
 from .plots import curves_figure, explanation_figure, gallery_figure
@@ -249,6 +249,8 @@ def explain_images(run: RunDir, indices, data_root=None, opts: dict | None = Non
     maps.pop("random", None)
     expl = ctx.shap(idx)
     paths = []
+    shap_label = (f"SHAP value for the predicted class ({ctx.opts['surrogate']}, "
+                  f"{shap_unit(ctx.surrogate.kind)})")
     with run.stage("explain"):
         for j, i in enumerate(tqdm(idx, desc="figures", disable=not progress, leave=False)):
             pred, true = int(te["pred"][i]), int(te["labels"][i])
@@ -258,7 +260,7 @@ def explain_images(run: RunDir, indices, data_root=None, opts: dict | None = Non
             title = (f"test #{i}: true {ctx.names[true]} — CNN {ctx.names[pred]} (p = {te['proba'][i, pred]:.2f})"
                      + ("" if pred == true else "  [wrong]"))
             png = explanation_figure(ctx.test_images[i], te["masks"][i], {m: v[j] for m, v in maps.items()},
-                                     expl.values[j, :, pred], ctx.feature_names, lines, title)
+                                     expl.values[j, :, pred], ctx.feature_names, lines, title, shap_label=shap_label)
             paths.append(str(run.write_bytes(f"explain/image_{i}.png", png)))
         if gallery:
             titles = [f"#{i} {ctx.names[te['labels'][i]][:16]} → {ctx.names[te['pred'][i]][:16]}" for i in idx]

@@ -1,8 +1,8 @@
 """Every stage on one preset, skipping a stage whose inputs and options are unchanged.
 
 A stage's key is the sha256 of its command line, of the sha256s (from the manifest) of the
-files it reads and, for features, surrogates, audit and report, of the code that computes them (a new
-version of hybrid re-measures, re-fits and re-writes); after a stage succeeds its key is stored in manifest["stage_keys"]. On the next
+files it reads and of the code that computes the stage (CODE: a new version of hybrid re-measures,
+re-fits and re-draws); after a stage succeeds its key is stored in manifest["stage_keys"]. On the next
 run a stage is skipped when its key matches and the files it wrote are still intact; `force`
 reruns everything. Training is keyed by the run's whole config.
 """
@@ -19,10 +19,12 @@ READS = {"features": ["backbone.pt"], "surrogates": ["features/"],
          "faithfulness": ["backbone.pt", "features/", "surrogates/"], "explain": ["backbone.pt", "features/", "surrogates/"],
          "audit": ["backbone.pt", "features/", "surrogates/"],
          "report": ["metrics.json", "surrogates/", "explain/", "audit/", "evaluate/", "features/probe_r2.md"]}
-# stage → the modules whose code decides its numbers: a new version of them re-runs the stage
+# stage → the modules whose code decides its numbers and figures: a new version of them re-runs the stage
 CODE = {"features": ("concepts.py", "features.py", "transfer.py", "surrogate_stage.py"),
         "surrogates": ("distill.py", "surrogates.py", "fidelity.py", "surrogate_stage.py"),
         "audit": ("shift.py", "audit.py", "audit_shift.py", "audit_stage.py", "evaluate_stage.py"),
+        "faithfulness": ("attribution.py", "faithfulness.py", "explain.py", "explain_stage.py"),
+        "explain": ("attribution.py", "explain.py", "explain_stage.py", "plots.py"),
         "report": ("report.py",)}
 WRITES = {"train": ["backbone.pt", "metrics.json"], "features": ["features/"], "surrogates": ["surrogates/"],
           "faithfulness": ["explain/faithfulness.json"], "explain": ["explain/gallery.png"],

@@ -31,7 +31,8 @@ def _overlay(ax, image, m, title):
 
 
 def explanation_figure(image: np.ndarray, mask: np.ndarray, maps: dict[str, np.ndarray], shap_values: np.ndarray,
-                       feature_names, rule_lines: list[str], title: str, n_features: int = 10) -> bytes:
+                       feature_names, rule_lines: list[str], title: str, n_features: int = 10,
+                       shap_label: str = "SHAP value for the predicted class (concept surrogate)") -> bytes:
     """Top row: input, lesion mask, one overlay per CNN attribution method. Bottom: the concept
     surrogate's SHAP for the CNN's predicted class (largest |value| first) and the tree's rule path."""
     k = 2 + len(maps)
@@ -55,7 +56,7 @@ def explanation_figure(image: np.ndarray, mask: np.ndarray, maps: dict[str, np.n
     ax.barh(np.arange(len(order)), vals, color=np.where(vals > 0, "#d62728", "#1f77b4"))
     ax.set_yticks(np.arange(len(order)), [feature_names[i] for i in order], fontsize=8)
     ax.axvline(0, color="k", lw=0.6)
-    ax.set_xlabel("SHAP value for the predicted class (concept surrogate)", fontsize=8)
+    ax.set_xlabel(shap_label, fontsize=8)
     ax = fig.add_subplot(gs[1, half:])
     ax.axis("off")
     text = "Decision-tree rule path:\n" + "\n".join(textwrap.fill(s, 48) for s in rule_lines)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hybrid.concepts import CONCEPT_NAMES, REGIONS
-from hybrid.explain import concept_region_scores, global_importance, rule_path, surrogate_explanation
+from hybrid.explain import concept_region_scores, global_importance, rule_path, shap_unit, surrogate_explanation
 from hybrid.surrogates import Surrogate
 
 
@@ -21,6 +21,7 @@ def test_tree_shap_adds_up_to_the_tree_probabilities(data):
     e = surrogate_explanation(s, X[:20], names)
     assert e.values.shape == (20, 5, 7) and e.feature_names == names
     np.testing.assert_allclose(e.values.sum(1) + e.base_values, s.predict_proba(X[:20]), atol=1e-6)
+    assert shap_unit(s.kind) == "probability"  # the unit the figures print
     assert np.all(e.values[:, :, [1, 3, 5, 6]] == 0)
     assert global_importance(e)[2:, :].max() < 1e-9  # f2..f4 carry nothing
 
@@ -31,6 +32,7 @@ def test_xgboost_shap_adds_up_to_the_margin(data):
     e = surrogate_explanation(s, X[:20], names)
     margin = s.model_.predict(X[:20], output_margin=True)
     np.testing.assert_allclose((e.values.sum(1) + e.base_values)[:, s.present_], margin, atol=1e-4)
+    assert shap_unit(s.kind) == "log-odds"
 
 
 def test_logistic_shap_adds_up_to_the_decision_function(data):
@@ -39,6 +41,7 @@ def test_logistic_shap_adds_up_to_the_decision_function(data):
     e = surrogate_explanation(s, X[:20], names, background=X)
     got = (e.values.sum(1) + e.base_values)[:, s.present_]
     np.testing.assert_allclose(got, s.model_.decision_function(X[:20]), atol=1e-4)  # log-odds per class
+    assert shap_unit(s.kind) == "log-odds"
     with pytest.raises(ValueError, match="background"):
         surrogate_explanation(s, X[:2], names)
 
