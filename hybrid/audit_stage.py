@@ -17,6 +17,7 @@ from .audit_shift import (SKIN_STEPS, concept_matrix, external_audit, external_m
                           shift_markdown, shift_metrics, skin_swap_markdown)
 from .artifacts import RunDir
 from .config import DEFAULTS
+from .data import class_legend, short_class_names
 from .concepts import CONCEPT_NAMES, REGIONS, measure_concepts, region_masks
 from .errors import HybridError
 from .explain import global_importance, surrogate_explanation
@@ -128,9 +129,14 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         run.write_text("audit/regions_per_class.csv", _csv(per_class))
         ref = "expected_gradients" if "expected_gradients" in focus else o["methods"][0]
         worst = np.argsort(focus[ref]["lesion_focus"])[:8]
-        titles = [f"#{i} {ctx.names[te['pred'][i]][:14]} focus {focus[ref]['lesion_focus'][i]:.2f}" for i in worst]
+        short = short_class_names(ctx.names)
+        titles = [f"#{i} CNN: {short[te['pred'][i]]}, lesion focus {focus[ref]['lesion_focus'][i]:.2f}" for i in worst]
         run.write_bytes("audit/off_lesion.png", gallery_figure(ctx.test_images[worst], te["masks"][worst],
-                                                                {m: maps[m][worst] for m in o["methods"]}, titles))
+                                                                {m: maps[m][worst] for m in o["methods"]}, titles,
+                                                                caption=(f"Lesion focus: the share of {A.LABELS[ref]}'s "
+                                                                         "mass on lesion and border ÷ their share of the "
+                                                                         "image (1 = no preference). "
+                                                                         + class_legend(ctx.names))))
         md += [f"Worst offenders (lowest lesion focus under {A.LABELS[ref]}): off_lesion.png.", ""]
         lap("maps and regions, every test image")
 

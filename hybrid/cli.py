@@ -82,6 +82,7 @@ def _fidelity(args) -> int:
 def _rules(args) -> int:
     from .artifacts import RunDir
     from .concepts import REGISTRY
+    from .data import HAM_CODES, short_class_names
     from .errors import HybridError
     from .features import feature_matrix
     from .rules import extract_rules, format_rules
@@ -102,7 +103,7 @@ def _rules(args) -> int:
     names = ckpt["class_names"]
     klass = None
     if args.klass is not None:
-        short = {"akiec": 0, "bcc": 1, "bkl": 2, "df": 3, "mel": 4, "nv": 5, "vasc": 6} if len(names) == 7 else {}
+        short = {c: i for i, c in enumerate(short_class_names(names)) if c in HAM_CODES.values()}
         matches = [i for i, n in enumerate(names) if args.klass.lower() in n.lower()]
         klass = short.get(args.klass.lower(), matches[0] if len(matches) == 1 else None)
         if klass is None:

@@ -44,6 +44,23 @@ def class_names(flag: str) -> list[str]:
     return [labels[str(i)] for i in range(len(labels))]
 
 
+# HAM10000's diagnosis codes, in DermaMNIST's label order (medmnist INFO["dermamnist"]["label"])
+HAM_CODES = {"actinic keratoses and intraepithelial carcinoma": "akiec", "basal cell carcinoma": "bcc",
+             "benign keratosis-like lesions": "bkl", "dermatofibroma": "df", "melanoma": "mel",
+             "melanocytic nevi": "nv", "vascular lesions": "vasc"}
+
+
+def short_class_names(names: list[str], width: int = 14) -> list[str]:
+    """Names that fit a small figure title: HAM10000's codes (mel, nv, …) for DermaMNIST's classes,
+    other names cut to `width` characters."""
+    return [HAM_CODES.get(n, n[:width]) for n in names]
+
+
+def class_legend(names: list[str]) -> str:
+    """'akiec: actinic keratoses …; bcc: …' for the classes whose short name differs from the name."""
+    return "; ".join(f"{c}: {n}" for c, n in zip(short_class_names(names), names) if c != n)
+
+
 def npz_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 

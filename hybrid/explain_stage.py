@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from . import attribution as A
 from .artifacts import RunDir
 from .concepts import REGIONS, REGISTRY, region_masks
-from .data import class_names, load_dataset
+from .data import class_legend, class_names, load_dataset, short_class_names
 from .errors import HybridError
 from .explain import (concept_region_scores, global_importance, layout_shap_share, pixel_region_scores,
                       region_agreement, rule_path, shap_unit, surrogate_explanation)
@@ -263,7 +263,8 @@ def explain_images(run: RunDir, indices, data_root=None, opts: dict | None = Non
                                      expl.values[j, :, pred], ctx.feature_names, lines, title, shap_label=shap_label)
             paths.append(str(run.write_bytes(f"explain/image_{i}.png", png)))
         if gallery:
-            titles = [f"#{i} {ctx.names[te['labels'][i]][:16]} → {ctx.names[te['pred'][i]][:16]}" for i in idx]
+            short = short_class_names(ctx.names)
+            titles = [f"#{i} true {short[te['labels'][i]]} → CNN {short[te['pred'][i]]}" for i in idx]
             paths.append(str(run.write_bytes("explain/gallery.png", gallery_figure(
-                ctx.test_images[idx], te["masks"][idx], maps, titles))))
+                ctx.test_images[idx], te["masks"][idx], maps, titles, caption=class_legend(ctx.names)))))
     return paths

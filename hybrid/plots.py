@@ -65,8 +65,9 @@ def explanation_figure(image: np.ndarray, mask: np.ndarray, maps: dict[str, np.n
     return _png(fig)
 
 
-def gallery_figure(images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarray], titles: list[str]) -> bytes:
-    """One row per image: input with mask outline, then each method's overlay."""
+def gallery_figure(images: np.ndarray, masks: np.ndarray, maps: dict[str, np.ndarray], titles: list[str],
+                   caption: str = "") -> bytes:
+    """One row per image: input with mask outline, then each method's overlay; `caption` under the grid."""
     n, k = len(images), 1 + len(maps)
     fig, axes = plt.subplots(n, k, figsize=(1.7 * k, 1.8 * n), squeeze=False)
     for i in range(n):
@@ -77,6 +78,8 @@ def gallery_figure(images: np.ndarray, masks: np.ndarray, maps: dict[str, np.nda
         ax.axis("off")
         for j, (method, m) in enumerate(maps.items()):
             _overlay(axes[i, 1 + j], images[i], m[i], LABELS.get(method, method) if i == 0 else "")
+    if caption:
+        fig.text(0.5, 0, textwrap.fill(caption, 30 * k), ha="center", va="top", fontsize=6)
     fig.tight_layout()
     return _png(fig)
 

@@ -113,3 +113,10 @@ def test_another_medmnist_set_trains(tmp_path):
     p = predict_proba(model, data.splits["test"].images)
     assert p.shape == (156, 2)
     assert (p.argmax(1) == data.splits["test"].labels).mean() > 0.9
+
+
+def test_short_class_names_are_ham10000_codes_in_label_order():
+    from hybrid.data import class_names, short_class_names
+
+    assert short_class_names(class_names("dermamnist")) == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert short_class_names(["a very long class name"], width=6) == ["a very"]

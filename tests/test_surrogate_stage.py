@@ -94,6 +94,12 @@ def test_rules_cli_filters_by_class(run, capsys):
     out = capsys.readouterr().out
     assert f"THEN {first}" in out and "support" in out
     assert all(line == f"THEN {first}" for line in (ln.split("   [")[0] for ln in out.splitlines() if ln.startswith("THEN")))
+    from hybrid.data import HAM_CODES
+
+    assert main(["rules", str(run), "--class", HAM_CODES[first]]) == 0  # the class by its HAM10000 code, e.g. nv
+    out = capsys.readouterr().out
+    assert f"THEN {first}" in out
+    assert all(ln.startswith(f"THEN {first}") for ln in out.splitlines() if ln.startswith("THEN"))
     assert main(["rules", str(run), "--class", "zebra"]) == 2
     assert "matches no single class" in capsys.readouterr().err
     assert main(["rules", str(run), "--surrogate", "concepts__xgboost"]) == 2
