@@ -40,6 +40,9 @@ def load_external(path, size: int, n_classes: int = 7) -> tuple[np.ndarray, np.n
     path = Path(path)
     if not path.is_file():
         raise HybridError(f"External set {path} does not exist; expected an npz with keys {', '.join(KEYS)}.")
+    if not zipfile.is_zipfile(path):
+        raise HybridError(f"External set {path} is not a readable npz archive: it is not a complete zip file, as "
+                          "numpy.savez writes; it may be truncated or another kind of file.")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in KEYS if k not in z.files]

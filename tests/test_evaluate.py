@@ -90,5 +90,9 @@ def test_missing_and_truncated_external_files(tmp_path, ph2):
         load_external(tmp_path / "nope.npz", 28)
     cut = tmp_path / "cut.npz"
     cut.write_bytes(ph2.read_bytes()[:5000])
-    with pytest.raises(HybridError, match="not a readable npz"):
+    with pytest.raises(HybridError, match="not a readable npz.*truncated"):
         load_external(cut, 28)
+    text = tmp_path / "text.npz"
+    text.write_text("test_images,test_labels\n")
+    with pytest.raises(HybridError, match="text.npz is not a readable npz.*another kind of file"):
+        load_external(text, 28)
