@@ -228,6 +228,8 @@ def fidelity_markdown(rows: list[dict]) -> str:
     lines += [f"- **{k}**: {d}" for k, (_, d) in FIDELITY_METRICS.items()]
     lines += ["- **fitted on**: images the surrogate was fitted to — the train split, plus for XGBoost and the concept "
               "trees the transfer set: augmented copies of the train images labelled by the CNN (hybrid.transfer)."]
+    lines += ["- **complexity**: non-zero coefficients (logistic), leaves (tree), or trees × their maximum depth "
+              "(XGBoost grows one tree per class in every boosting round)."]
     lines += ["- **train fidelity**: agreement with the CNN on the train images the surrogate was fitted to. Far above "
               "test fidelity: the surrogate memorised; close to it: its capacity, not the data, is the limit."]
     lines += ["- **majority**: always the CNN's most frequent prediction (nevus) — the floor any surrogate must beat.",
