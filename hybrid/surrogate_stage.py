@@ -18,8 +18,7 @@ from .features import FEATURE_SETS, feature_matrix, fit_concept_probes, probe_pr
 from .fidelity import FIDELITY_METRICS
 from .shortcut import plant
 from .stages import load_backbone
-from .transfer import COPIES as TRANSFER_COPIES
-from .transfer import transfer_table
+from .transfer import COPIES as TRANSFER_COPIES, transfer_table
 
 SPLITS = ("train", "val", "test")
 TABLE_KEYS = ("embeddings", "proba", "pred", "concepts", "cnn_concepts", "masks", "labels", "index")
@@ -223,7 +222,7 @@ def fidelity_markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['surrogate']}{depth} | {r['features']} | {f(r['fidelity'])}{ci(r, 'fidelity_ci95')} | "
                      f"{f(r.get('train_fidelity'))} | {f(r['kappa'])}{ci(r, 'kappa_ci95')} | {f(r['balanced_fidelity'])} | {f(r['non_majority_fidelity'])} | "
                      f"{f(r.get('tv_distance'))} | {f(r.get('acc'))} | {f(r.get('auc'))} | "
-                     f"{r.get('complexity_text', r['complexity'])} | {r.get('fit_rows', '–')} | {r['fit_s']:.2f} |")
+                     f"{r['complexity_text']} | {r.get('fit_rows', '–')} | {r['fit_s']:.2f} |")
     lines += ["", "↑ higher is better, ↓ lower is better. Brackets: bootstrap 95% intervals over test images.", ""]
     lines += [f"- **{k}**: {d}" for k, (_, d) in FIDELITY_METRICS.items()]
     lines += ["- **fitted on**: images the surrogate was fitted to — the train split, plus for XGBoost and the concept "

@@ -50,12 +50,11 @@ def transfer_table(model, images: np.ndarray, copies: int = COPIES, jitter: floa
     """`cnn_answers` on augmented copies of `images`, plus source (M,): the row of `images` each copy
     was made from; M = copies · N. `bar` (a tqdm bar, optional) advances by N after each round of copies."""
     views = augmented_copies(images, copies, jitter, seed)
-    n = len(images)
     parts = []
-    for k in range(max(copies, 1)):
-        parts.append(cnn_answers(model, views[k * n:(k + 1) * n]))
-        if bar is not None and copies:
-            bar.update(n)
+    for chunk in np.split(views, copies):  # one round of copies at a time (views are copy-major)
+        parts.append(cnn_answers(model, chunk))
+        if bar is not None:
+            bar.update(len(chunk))
     table = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     table["source"] = np.tile(np.arange(len(images)), copies).astype(np.int64)
     return table
