@@ -67,6 +67,20 @@ def shap_unit(kind: str) -> str:
     return "log-odds" if kind in ("xgboost", "logistic") else "probability"
 
 
+def concept_units(feature_names) -> list[str]:
+    """Each feature's unit from the concept registry; a CNN concept (cnn_<name>) has its concept's
+    unit, an embedding dimension none ('')."""
+    return [REGISTRY[f.removeprefix("cnn_")].unit if f.removeprefix("cnn_") in REGISTRY else "" for f in feature_names]
+
+
+def value_labels(feature_names, x: np.ndarray, units) -> list[str]:
+    """'name = value unit' for one sample x (F,) — the image's own concept values beside their SHAP
+    bars, as shap's waterfall plot labels them."""
+    from .rules import _num
+
+    return [f"{n} = {_num(float(v))}" + (f" {u}" if u else "") for n, v, u in zip(feature_names, x, units)]
+
+
 def global_importance(expl) -> np.ndarray:
     """Mean |SHAP| per feature per class (F, K)."""
     return np.abs(expl.values).mean(0)
@@ -89,7 +103,7 @@ def rule_path(surrogate, x: np.ndarray, feature_names, units=None) -> list[str]:
         fi, thr = int(t.feature[node]), float(t.threshold[node])
         name = feature_names[fi]
         op = "≤" if x[0, fi] <= thr else ">"
-        u = f" {units[fi]}" if units else ""
+        u = f" {units[fi]}" if units and units[fi] else ""
         out.append(f"{name} {op} {_num(thr)}{u}  (here {_num(float(x[0, fi]))})")
     return out
 

@@ -12,11 +12,12 @@ from tqdm.auto import tqdm
 
 from . import attribution as A
 from .artifacts import RunDir
-from .concepts import REGIONS, REGISTRY, region_masks
+from .concepts import REGIONS, region_masks
 from .data import class_legend, class_names, load_dataset, short_class_names
 from .errors import HybridError
-from .explain import (concept_region_scores, global_importance, layout_shap_share, pixel_region_scores,
-                      region_agreement, rule_path, shap_unit, surrogate_explanation)
+from .explain import (concept_region_scores, concept_units, global_importance, layout_shap_share,
+                      pixel_region_scores, region_agreement, rule_path, shap_unit, surrogate_explanation,
+                      value_labels)
 from .faithfulness import METRICS, deletion_insertion, mass_share, pairwise_agreement, randomised_copy, rank_corr
 from .features import feature_matrix
 from .plots import curves_figure, explanation_figure, gallery_figure
@@ -58,8 +59,8 @@ class Context:
         self.X_test, self.feature_names = feature_matrix(self.tables["test"], fs)
         self.X_train, _ = feature_matrix(self.tables["train"], fs)
         self.X_tree, self.tree_names = feature_matrix(self.tables["test"], self.opts["tree"].split("__")[0])
-        self.tree_units = [REGISTRY[f.removeprefix("cnn_")].unit if f.removeprefix("cnn_") in REGISTRY else ""
-                           for f in self.tree_names]
+        self.tree_units = concept_units(self.tree_names)
+        self.units = concept_units(self.feature_names)
         # A.MAX_BATCH samples per pass was fastest on a 2-core CPU (bench/bench_attribution.py); fewer when RAM is short
         self.max_batch = min(A.MAX_BATCH, A.batch_for_memory(self.model, tuple(self.background.shape[1:]), self.opts["memory_mb"]))
 
@@ -259,8 +260,10 @@ def explain_images(run: RunDir, indices, data_root=None, opts: dict | None = Non
             lines[-1] = f"→ {ctx.names[leaf]}   (CNN: {ctx.names[pred]})"
             title = (f"test #{i}: true {ctx.names[true]} — CNN {ctx.names[pred]} (p = {te['proba'][i, pred]:.2f})"
                      + ("" if pred == true else "  [wrong]"))
+            labels = value_labels(ctx.feature_names, ctx.X_test[i], ctx.units)
             png = explanation_figure(ctx.test_images[i], te["masks"][i], {m: v[j] for m, v in maps.items()},
-                                     expl.values[j, :, pred], ctx.feature_names, lines, title, shap_label=shap_label)
+                                     expl.values[j, :, pred], ctx.feature_names, lines, title, shap_label=shap_label,
+                                     feature_labels=labels)
             paths.append(str(run.write_bytes(f"explain/image_{i}.png", png)))
         if gallery:
             short = short_class_names(ctx.names)

@@ -32,9 +32,11 @@ def _overlay(ax, image, m, title):
 
 def explanation_figure(image: np.ndarray, mask: np.ndarray, maps: dict[str, np.ndarray], shap_values: np.ndarray,
                        feature_names, rule_lines: list[str], title: str, n_features: int = 10,
-                       shap_label: str = "SHAP value for the predicted class (concept surrogate)") -> bytes:
+                       shap_label: str = "SHAP value for the predicted class (concept surrogate)",
+                       feature_labels=None) -> bytes:
     """Top row: input, lesion mask, one overlay per CNN attribution method. Bottom: the concept
-    surrogate's SHAP for the CNN's predicted class (largest |value| first) and the tree's rule path."""
+    surrogate's SHAP for the CNN's predicted class (largest |value| first) and the tree's rule path.
+    `feature_labels` (one per feature, e.g. "contrast = 7.53 ΔE") replaces the bare names on the bars."""
     k = 2 + len(maps)
     fig = plt.figure(figsize=(2.0 * k, 6.2))
     gs = fig.add_gridspec(2, k, height_ratios=[1, 1.5])
@@ -54,7 +56,8 @@ def explanation_figure(image: np.ndarray, mask: np.ndarray, maps: dict[str, np.n
     order = np.argsort(-np.abs(shap_values))[:n_features][::-1]
     vals = shap_values[order]
     ax.barh(np.arange(len(order)), vals, color=np.where(vals > 0, "#d62728", "#1f77b4"))
-    ax.set_yticks(np.arange(len(order)), [feature_names[i] for i in order], fontsize=8)
+    labels = feature_labels if feature_labels is not None else feature_names
+    ax.set_yticks(np.arange(len(order)), [labels[i] for i in order], fontsize=8)
     ax.axvline(0, color="k", lw=0.6)
     ax.set_xlabel(shap_label, fontsize=8)
     ax = fig.add_subplot(gs[1, half:])

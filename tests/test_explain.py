@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from hybrid.concepts import CONCEPT_NAMES, REGIONS
-from hybrid.explain import concept_region_scores, global_importance, rule_path, shap_unit, surrogate_explanation
+from hybrid.explain import (concept_region_scores, concept_units, global_importance, rule_path, shap_unit,
+                            surrogate_explanation, value_labels)
 from hybrid.surrogates import Surrogate
 
 
@@ -96,3 +97,12 @@ def test_layout_concepts_are_left_out_of_the_regions_and_their_share_is_reported
     assert sc[1, REGIONS.index("lesion")] == 1.0
     assert layout_shap_share(vals, CONCEPT_NAMES) == 0.8  # (3 + 1) of 5
     assert layout_shap_share(vals, [f"cnn_{n}" for n in CONCEPT_NAMES]) == 0.8
+
+
+def test_shap_bars_are_labelled_with_the_images_own_values_and_units():
+    """A measured concept and its CNN-probed twin share the registry unit; an embedding dimension has none."""
+    names = ["contrast", "cnn_contrast", "emb_3"]
+    units = concept_units(names)
+    assert units == ["ΔE", "ΔE", ""]
+    assert value_labels(names, np.array([7.5312, -0.25, 0.123456]), units) == [
+        "contrast = 7.53 ΔE", "cnn_contrast = -0.25 ΔE", "emb_3 = 0.123"]
