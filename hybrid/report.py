@@ -46,8 +46,10 @@ def _fmt(v) -> str:
 
 
 def summary_items(run: RunDir) -> list[dict]:
-    """The headline numbers: label, the JSON file and key path they come from, their text."""
+    """The headline numbers: label, the JSON file and key path they come from, their text, and the
+    group (the CNN, its surrogates, the audit, another clinic) the summary lists them under."""
     items = []
+    group = "The CNN"
 
     def add(label: str, rel: str, *path):
         if rel in run.manifest["files"]:
@@ -56,7 +58,7 @@ def summary_items(run: RunDir) -> list[dict]:
             except (KeyError, IndexError, TypeError):
                 return
             if v is not None:
-                items.append({"label": label, "file": rel, "path": list(path), "text": _fmt(v)})
+                items.append({"label": label, "file": rel, "path": list(path), "text": _fmt(v), "group": group})
 
     m = run.read_json("metrics.json")
     head = m.get("headline", "test")
@@ -64,6 +66,7 @@ def summary_items(run: RunDir) -> list[dict]:
         view = " with test-time augmentation" if split.endswith("_tta") else ""
         add(f"CNN test accuracy{view}", "metrics.json", split, "acc")
         add(f"CNN test AUC{view}", "metrics.json", split, "auc")
+    group = "Surrogates distilled from the CNN"
     fid = run.read_json("surrogates/fidelity.json")
     for family in ("logistic", "tree", "xgboost"):
         rows = [(i, r) for i, r in enumerate(fid) if r["surrogate"] == family]
@@ -80,6 +83,7 @@ def summary_items(run: RunDir) -> list[dict]:
         if r["name"] == "majority":
             add("trivial surrogate (always the majority class): fidelity", "surrogates/fidelity.json", i, "fidelity")
     a = "audit/audit.json"
+    group = "Safety audit"
     add("planted-stamp probe: flagged for a shortcut", a, "shortcut", "flagged")
     add("planted-stamp probe: enrichment on the stamp under the rule's method(s)", a, "shortcut", "median_enrichment")
     add("planted-stamp probe: the rule flags at enrichment ≥", a, "rule", "flag_enrichment")
@@ -92,6 +96,7 @@ def summary_items(run: RunDir) -> list[dict]:
     ext = "external"
     name = run.read_json(a).get(ext, {}).get("name") if a in run.manifest["files"] else None
     if name:
+        group = "Another clinic: melanoma against nevus"
         add("DermaMNIST test: melanoma-vs-nevus AUC", a, ext, "sets", "DermaMNIST test", "binary", "auc")
         add("DermaMNIST test without the follow-up nevi (photographed apart): melanoma-vs-nevus AUC",
             a, ext, "sets", "DermaMNIST test, no follow-up nevi", "binary", "auc")
@@ -107,7 +112,13 @@ def summary_items(run: RunDir) -> list[dict]:
 
 
 def summary_markdown(items: list[dict]) -> str:
-    return "\n".join(["# Summary", ""] + [f"- {it['label']}: **{it['text']}** (`{it['file']}`)" for it in items]) + "\n"
+    lines, group = ["# Summary"], None
+    for it in items:
+        if it["group"] != group:
+            group = it["group"]
+            lines += ["", f"## {group}", ""]
+        lines.append(f"- {it['label']}: **{it['text']}** (`{it['file']}`)")
+    return "\n".join(lines) + "\n"
 
 
 def _img(run: RunDir, rel: str) -> str:
@@ -116,7 +127,12 @@ def _img(run: RunDir, rel: str) -> str:
 
 
 def _md(text: str) -> str:
-    return markdown.markdown(text, extensions=["tables", "fenced_code"])
+    """Markdown → HTML, every heading one level down: the report's sections are the <h1>s."""
+    fenced, out = False, []
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        out.append("#" + line if line.startswith("#") and not fenced else line)
+    return markdown.markdown("\n".join(out), extensions=["tables", "fenced_code"])
 
 
 def _missing(rel: str) -> str:

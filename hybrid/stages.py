@@ -12,7 +12,7 @@ from .artifacts import CheckpointStore, RunDir, git_commit, package_versions
 from .backbone import DermaCNN, from_config
 from .concepts import measure_concepts
 from .config import with_defaults
-from .data import file_md5, load_dataset
+from .data import class_legend, file_md5, load_dataset, short_class_names
 from .errors import HybridError
 from .metrics import anchors_markdown, classification_report
 from .shortcut import KINDS, plant
@@ -160,14 +160,26 @@ def metrics_markdown(results: dict, data, cfg: dict, rows: dict) -> str:
     else:
         lines += ["| model | test ACC | test AUC |", "| --- | --- | --- |"]
         lines += [f"| {n} | {_fmt(r['acc'], 3)} | {_fmt(r['auc'], 3)} |" for n, r in rows.items()] + [""]
-    lines += [f"## Headline ({results['headline']})", "",
+    view = "with 8-view test-time augmentation" if results["headline"].endswith("_tta") else "one view"
+    lines += [f"## Test split, {view} (the headline)", "",
               f"balanced accuracy {test['balanced_acc']:.3f}, expected calibration error {test['ece']:.3f}", "",
               "| class | precision | recall | support |", "| --- | --- | --- | --- |"]
     for name, r in test["per_class"].items():
         f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
         lines.append(f"| {name} | {f(r['precision'])} | {f(r['recall'])} | {r['support']} |")
-    lines += ["", "Confusion matrix (rows true, columns predicted):", "", "```"]
-    lines += [" ".join(f"{v:5d}" for v in row) for row in test["confusion"]] + ["```", ""]
+    lines += ["", confusion_markdown(test["confusion"], list(test["per_class"])), ""]
+    return "\n".join(lines)
+
+
+def confusion_markdown(cm, names: list[str]) -> str:
+    """The confusion matrix as a markdown table, rows true, columns predicted, classes by short name."""
+    short = short_class_names(names)
+    lines = ["Confusion matrix (rows: true class, columns: the CNN's prediction):", "",
+             "| true \\ predicted | " + " | ".join(short) + " |", "| --- |" + " --- |" * len(short)]
+    lines += [f"| {s} | " + " | ".join(str(int(v)) for v in row) + " |" for s, row in zip(short, cm)]
+    legend = class_legend(names)
+    if legend:
+        lines += ["", legend]
     return "\n".join(lines)
 
 

@@ -72,3 +72,19 @@ def test_class_weights_balance_the_classes():
     assert w[0] * 90 == pytest.approx(w[1] * 10)
     assert (w * np.bincount(labels)).sum() == pytest.approx(100)
     assert np.allclose(class_weights(labels, 2, "none").numpy(), 1)
+
+
+def test_confusion_table_reads_back_rows_true_columns_predicted():
+    from hybrid.data import class_names
+    from hybrid.stages import confusion_markdown
+
+    names = class_names("dermamnist")
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 50, (7, 7))
+    text = confusion_markdown(cm.tolist(), names)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert header[1:] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    read = np.array([[int(c) for c in r.strip("|").split("|")[1:]] for r in rows[1:]])
+    assert (read == cm).all() and rows[5].startswith("| mel |")
+    assert "mel: melanoma" in text
