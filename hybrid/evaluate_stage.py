@@ -19,7 +19,7 @@ from .errors import HybridError
 from .external import load_external
 from .features import feature_matrix, probe_predict, split_table
 from .fidelity import bootstrap_fidelity
-from .metrics import confusion, expected_calibration_error, fmt_ci
+from .metrics import confusion, confusion_table, expected_calibration_error, fmt_ci
 from .operating import binary_view, calibrate, fit_temperature, threshold_for_sensitivity
 from .shift import EmbeddingDistance, shift_warning
 from .stages import load_backbone
@@ -192,9 +192,6 @@ def evaluate_markdown(r: dict) -> str:
     warn = shift_warning(r["name"], sets[r["name"]])
     lines += ["", warn] if warn else []
     c = sets[r["name"]]["confusion"]
-    lines += ["", f"Confusion on {r['name']} (rows: true class; columns: CNN argmax, classes true or predicted there):", "",
-              "| true \\ predicted | " + " | ".join(names[k] for k in c["cols_pred"]) + " |",
-              "| --- |" + " --- |" * len(c["cols_pred"])]
-    for k, counts in zip(c["rows_true"], c["counts"]):
-        lines.append(f"| {names[k]} | " + " | ".join(str(v) for v in counts) + " |")
+    lines += ["", f"Confusion on {r['name']} (rows: true class; columns: CNN argmax, classes true or predicted there):", ""]
+    lines += confusion_table(c["counts"], [names[k] for k in c["rows_true"]], [names[k] for k in c["cols_pred"]])
     return "\n".join(lines) + "\n"

@@ -129,6 +129,12 @@ def _num(v) -> float | None:
     return None if np.isnan(v) else float(v)
 
 
+def confusion_table(counts, rows: list[str], cols: list[str]) -> list[str]:
+    """Markdown table lines of a confusion matrix, counts (R, C): rows true class, columns predicted."""
+    lines = ["| true \\ predicted | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+    return lines + [f"| {r} | " + " | ".join(str(int(v)) for v in row) + " |" for r, row in zip(rows, counts)]
+
+
 def anchors_markdown(results: dict[str, dict], size: int) -> str:
     """Our rows (name → report) beside the published anchors, as a markdown table."""
     lines = [

@@ -14,7 +14,7 @@ from .concepts import measure_concepts
 from .config import with_defaults
 from .data import class_legend, file_md5, load_dataset, short_class_names
 from .errors import HybridError
-from .metrics import anchors_markdown, classification_report
+from .metrics import anchors_markdown, classification_report, confusion_table
 from .shortcut import KINDS, plant
 from .train import predict_proba, train_backbone
 
@@ -174,9 +174,7 @@ def metrics_markdown(results: dict, data, cfg: dict, rows: dict) -> str:
 def confusion_markdown(cm, names: list[str]) -> str:
     """The confusion matrix as a markdown table, rows true, columns predicted, classes by short name."""
     short = short_class_names(names)
-    lines = ["Confusion matrix (rows: true class, columns: the CNN's prediction):", "",
-             "| true \\ predicted | " + " | ".join(short) + " |", "| --- |" + " --- |" * len(short)]
-    lines += [f"| {s} | " + " | ".join(str(int(v)) for v in row) + " |" for s, row in zip(short, cm)]
+    lines = ["Confusion matrix (rows: true class, columns: the CNN's prediction):", ""] + confusion_table(cm, short, short)
     legend = class_legend(names)
     if legend:
         lines += ["", legend]
