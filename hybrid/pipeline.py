@@ -25,7 +25,7 @@ CODE = {"features": ("concepts.py", "features.py", "transfer.py", "surrogate_sta
         "audit": ("shift.py", "audit.py", "audit_shift.py", "audit_stage.py", "evaluate_stage.py"),
         "faithfulness": ("attribution.py", "faithfulness.py", "explain.py", "explain_stage.py"),
         "explain": ("attribution.py", "explain.py", "explain_stage.py", "plots.py"),
-        "report": ("report.py",)}
+        "report": ("report.py", "model_card.py")}
 WRITES = {"train": ["backbone.pt", "metrics.json"], "features": ["features/"], "surrogates": ["surrogates/"],
           "faithfulness": ["explain/faithfulness.json"], "explain": ["explain/gallery.png"],
           "audit": ["audit/audit.json"], "report": ["report/report.html"]}

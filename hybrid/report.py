@@ -16,6 +16,7 @@ import markdown
 
 from .artifacts import RunDir
 from .errors import HybridError
+from .model_card import model_card
 
 # (section title, markdown files, figures) in report order; a missing file is named, not hidden
 SECTIONS = [
@@ -188,14 +189,25 @@ document.body.dataset.emptySections=String(e.length);document.body.dataset.secti
 document.body.dataset.missing=String(document.querySelectorAll('.missing').length);});"""
 
 
+def card_markdown(run: RunDir) -> str:
+    """The run's model card (hybrid.model_card) from its checksum-verified JSON files."""
+    def read(rel):
+        return run.read_json(rel) if rel in run.manifest["files"] else None
+
+    return model_card(run.manifest, run.read_json("metrics.json"), run.read_json("surrogates/fidelity.json"),
+                      read("audit/audit.json"), read("explain/faithfulness.json"))
+
+
 def build_report(run: RunDir) -> dict:
-    """Write report/report.html, report/summary.md and report/summary.json; returns the summary items."""
+    """Write report/report.html, report/summary.md, report/summary.json and report/model_card.md;
+    returns the summary items."""
     for rel in REQUIRED:
         if rel not in run.manifest["files"]:
             raise HybridError(f"Run folder {run.path} has no {rel}; run `hybrid train` and `hybrid surrogates` first.")
     items = summary_items(run)
     summary = summary_markdown(items)
-    sections = [("Summary", _md(summary.split("\n", 2)[2]))]
+    card = card_markdown(run)
+    sections = [("Summary", _md(summary.split("\n", 2)[2])), ("Model card", _md(card.split("\n", 2)[2]))]
     for title, mds, figs in SECTIONS:
         body = []
         for rel in mds:
@@ -219,6 +231,7 @@ def build_report(run: RunDir) -> dict:
             f"</code> — research use, not a medical device.</p><ul>{toc}</ul>{body}</body></html>")
     run.write_text("report/summary.json", json.dumps(items, indent=1) + "\n")
     run.write_text("report/summary.md", summary)
+    run.write_text("report/model_card.md", card)
     run.write_text("report/report.html", page)
     return {"items": items, "html": Path(run.path) / "report" / "report.html"}
 

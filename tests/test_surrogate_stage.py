@@ -299,12 +299,21 @@ def test_report_renders_in_a_browser_and_its_numbers_match_the_json(run, capsys,
         assert line in rest
         rest = rest.replace(line, "")
     assert not re.search(r"\d", rest), f"a number in summary.md that is not from the JSON: {rest!r}"
+    from hybrid.metrics import fmt_ci
+    from hybrid.model_card import MIN_GROUP
+
+    card = (run / "report/model_card.md").read_text()  # the model card quotes the same files
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    assert f"- Accuracy {fmt_ci(test['acc'], test['acc_ci95'])}, one-vs-rest AUC {fmt_ci(test['auc'], test['auc_ci95'])}" in card
+    for name, c in test["per_class"].items():
+        assert f"| {name} | {c['support']} | {fmt_ci(c['recall'])} | {fmt_ci(c['precision'])} |" in card
+    assert f"Groups of {MIN_GROUP} images or more" in card and "## Caveats and recommendations" in card
     dom = _chromium_dom(run / "report/report.html")
     body = re.search(r"<body([^>]*)>", dom)
     assert body, "Chromium did not render the report"
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body[1]))
     assert int(attrs["images"]) >= 6 and attrs["broken-images"] == "0"
-    assert int(attrs["sections"]) >= 7 and attrs["empty-sections"] == "0" and attrs["missing"] == "0"
+    assert int(attrs["sections"]) >= 8 and attrs["empty-sections"] == "0" and attrs["missing"] == "0"
     assert "The most-supported rules" in dom and "IF " in dom and "THEN " in dom  # the tree's rules made it in
 
 

@@ -1,0 +1,85 @@
+"""The model card's caveats are rules on the run's numbers: a run inside every threshold gets none,
+and pushing one number across its line adds exactly that caveat."""
+import copy
+
+from hybrid.model_card import MIN_GROUP, caveats, model_card
+
+CLASSES = ["akiec", "bcc", "bkl", "df", "melanoma", "nevus", "vasc"]
+
+
+def _metrics(ece=0.03):
+    per = {c: {"precision": 0.8, "recall": 0.7, "support": 10} for c in CLASSES}
+    test = {"n": 70, "acc": 0.9, "auc": 0.95, "balanced_acc": 0.7, "ece": ece, "per_class": per,
+            "acc_ci95": [0.85, 0.95], "auc_ci95": [0.93, 0.97]}
+    return {"train_info": {"best_epoch": 3, "best_val_auc": 0.9, "device": "cpu", "epochs_done": 3},
+            "test": test, "headline": "test"}
+
+
+def _binary(sens, auc=0.9):
+    return {"auc": auc, "sensitivity": sens, "specificity": 0.8, "sensitivity_argmax": sens, "specificity_argmax": 0.9}
+
+
+def _audit():
+    """An audit inside every threshold: no caveat applies."""
+    tones = [{"group": g, "n": MIN_GROUP, "acc": 0.8, "auc": 0.9} for g in
+             ("dark (< −30°)", "brown (−30–10°)", "tan (10–28°)", "very light (> 55°)")]
+    return {"skin_swap": {"auc": {"before": 0.9, "control": 0.92, "swap": 0.88}},
+            "skin_tone": tones, "subgroups": {},
+            "leakage": {"n_leaked": 0, "n_test": 70, "rows": []},
+            "shortcut": {"flagged": False},
+            "external": {"name": "clinic", "operating_point": {"target_sensitivity": 0.8, "temperature": 1.0, "threshold": 0.3},
+                         "sets": {"DermaMNIST test": {"n": 70, "ece_calibrated": 0.02, "binary": _binary(0.85)},
+                                  "clinic": {"n": 30, "binary": _binary(0.75), "shift": {"p_value": 0.2, "distance_auc": 0.55}}}}}
+
+
+def _manifest():
+    cfg = {"run": {"name": "t"}, "data": {"size": 28},
+           "model": {"arch": "resnet", "width": 8, "head": "grid", "embed_dim": 16}, "train": {"epochs": 3}}
+    return {"config": cfg, "hybrid_version": "0", "git_commit": "abc", "seed": 0,
+            "data": {"flag": "dermamnist", "md5": "0" * 32, "size": 28, "n": {"train": 7, "val": 1, "test": 2}}}
+
+
+def test_a_run_inside_every_threshold_gets_no_caveat():
+    assert caveats(_metrics(), _audit()) == []
+    card = model_card(_manifest(), _metrics(), [], _audit())
+    assert "None of the rules applies to this run." in card
+
+
+def test_each_number_across_its_line_adds_exactly_its_caveat():
+    def bump(path, value):
+        a = copy.deepcopy(_audit())
+        obj = a
+        for k in path[:-1]:
+            obj = obj[k]
+        obj[path[-1]] = value
+        return caveats(_metrics(), a)
+
+    cases = {
+        "depends on the skin around the lesion": bump(["skin_swap", "auc", "swap"], 0.70),
+        "Darker skin is scarce": bump(["skin_tone", 0, "n"], MIN_GROUP - 1),
+        "show a lesion also in train": bump(["leakage"], {"n_leaked": 5, "n_test": 70,
+                                                          "rows": [{"acc": 0.9}, {"acc": 0.85}]}),
+        "planted-stamp probe flagged": bump(["shortcut", "flagged"], True),
+        "finds 60.0% of melanomas against the 80.0%": bump(["external", "sets", "clinic", "binary"], _binary(0.6)),
+        "shift warning fires on clinic": bump(["external", "sets", "clinic", "shift", "p_value"], 1e-5),
+        "calls only 50.0% of test melanomas": bump(["external", "sets", "DermaMNIST test", "binary"], _binary(0.5)),
+    }
+    for phrase, got in cases.items():
+        assert len(got) == 1 and phrase in got[0], (phrase, got)
+    calib = caveats(_metrics(ece=0.08), _audit())
+    assert len(calib) == 1 and "test ECE 0.080" in calib[0] and "0.020 after it" in calib[0]
+
+
+def test_a_run_without_an_audit_says_so_and_lists_no_subgroups():
+    got = caveats(_metrics(), None)
+    assert got == ["No audit in this run: shortcuts, subgroups and shift are unmeasured (`hybrid audit RUN`)."]
+    assert "## Factors" not in model_card(_manifest(), _metrics(), [], None)
+
+
+def test_subgroups_under_the_minimum_size_are_left_out_of_the_table():
+    a = _audit()
+    a["subgroups"] = {"sex": [{"group": "female", "n": MIN_GROUP, "acc": 0.81, "acc_ci95": [0.7, 0.9], "auc": 0.91},
+                              {"group": "unknown", "n": MIN_GROUP - 1, "acc": 0.5, "auc": 0.6}]}
+    card = model_card(_manifest(), _metrics(), [], a)
+    assert f"| sex | female | {MIN_GROUP} | 0.810 [0.700, 0.900] | 0.910 |" in card
+    assert "| sex | unknown |" not in card
