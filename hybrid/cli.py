@@ -1,4 +1,4 @@
-"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | audit | evaluate | report | verify`. Bad input → one sentence on stderr, exit 2."""
+"""Command line: `hybrid train | features | surrogates | fidelity | rules | explain | faithfulness | audit | evaluate | report | compare | verify`. Bad input → one sentence on stderr, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -207,6 +207,25 @@ def _report(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .artifacts import RunDir
+    from .report import compare_markdown, run_items
+
+    runs = [RunDir.open(r) for r in args.runs]
+    if len({r.path.resolve() for r in runs}) < len(runs):
+        raise HybridError(f"A run is given twice in: {' '.join(args.runs)}; name each run folder once.")
+    names = [r.path.name for r in runs]
+    if len(set(names)) < len(names):  # folders of the same name: show the paths as given
+        names = list(args.runs)
+    text = compare_markdown({n: run_items(r) for n, r in zip(names, runs)})
+    print(text, end="")
+    if args.out:
+        from .artifacts import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.out), text.encode())
+    return 0
+
+
 def _explain_args(e) -> None:
     e.add_argument("run", help="run folder with features and surrogates")
     e.add_argument("--data-root", help="folder with medmnist's npz files")
@@ -289,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="one self-contained HTML report and summary.md of a run")
     rp.add_argument("run", help="run folder")
     rp.set_defaults(func=_report)
+    c = sub.add_parser("compare", help="runs side by side: recipe and every summary number (markdown table)")
+    c.add_argument("runs", nargs="+", help="run folders, e.g. artifacts/runs/default artifacts/runs/accurate")
+    c.add_argument("--out", help="also write the table to this markdown file")
+    c.set_defaults(func=_compare)
     v = sub.add_parser("verify", help="check every file of a run against the sha256 in its manifest")
     v.add_argument("run", help="run folder, e.g. artifacts/runs/default")
     v.set_defaults(func=_verify)

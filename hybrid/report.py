@@ -198,12 +198,36 @@ def card_markdown(run: RunDir) -> str:
                       read("audit/audit.json"), read("explain/faithfulness.json"))
 
 
-def build_report(run: RunDir) -> dict:
-    """Write report/report.html, report/summary.md, report/summary.json and report/model_card.md;
-    returns the summary items."""
+def _require(run: RunDir) -> None:
     for rel in REQUIRED:
         if rel not in run.manifest["files"]:
             raise HybridError(f"Run folder {run.path} has no {rel}; run `hybrid train` and `hybrid surrogates` first.")
+
+
+def compare_markdown(columns: dict[str, list[dict]]) -> str:
+    """Runs side by side: one row per summary label (in the order they first appear), one column per
+    run (its summary items); '–' where a run lacks the number."""
+    labels = list(dict.fromkeys(it["label"] for items in columns.values() for it in items))
+    text = {name: {it["label"]: it["text"] for it in items} for name, items in columns.items()}
+    lines = ["| | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    lines += [f"| {label} | " + " | ".join(text[n].get(label, "–") for n in columns) + " |" for label in labels]
+    return "\n".join(lines) + "\n"
+
+
+def run_items(run: RunDir) -> list[dict]:
+    """What `hybrid compare` lists for a run: its recipe (preset, seed, model, commit), then its summary."""
+    man, m = run.manifest, run.manifest["config"]["model"]
+    recipe = {"preset": man["config"]["run"]["name"], "seed": str(man.get("seed")),
+              "model": f"{m['arch']}, width {m['width']}, {man['config']['data']['size']} px",
+              "epochs": str(man["config"]["train"]["epochs"]), "git commit": str(man.get("git_commit"))[:10]}
+    _require(run)
+    return [{"label": k, "text": v} for k, v in recipe.items()] + summary_items(run)
+
+
+def build_report(run: RunDir) -> dict:
+    """Write report/report.html, report/summary.md, report/summary.json and report/model_card.md;
+    returns the summary items."""
+    _require(run)
     items = summary_items(run)
     summary = summary_markdown(items)
     card = card_markdown(run)

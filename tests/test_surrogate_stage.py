@@ -317,6 +317,26 @@ def test_report_renders_in_a_browser_and_its_numbers_match_the_json(run, capsys,
     assert "The most-supported rules" in dom and "IF " in dom and "THEN " in dom  # the tree's rules made it in
 
 
+def test_compare_puts_two_runs_side_by_side_and_refuses_the_same_run_twice(run, tmp_path, capsys):
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(run), str(twin), "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert out.read_text() == table
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    fid = json.loads((run / "surrogates/fidelity.json").read_text())
+    tree = next(r for r in fid if r["name"] == "concepts__tree")
+    assert ["| readable concept tree (concepts__tree): fidelity", f"{tree['fidelity']:.3f}", f"{tree['fidelity']:.3f} |"] in rows
+    assert len(rows) >= 15 and all(r[1] == r[2].removesuffix(" |") for r in rows)  # a copy: every number equal
+    assert main(["compare", str(run), str(run) + "/"]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert main(["compare", str(run), str(tmp_path)]) == 2
+    assert "has no manifest.json" in capsys.readouterr().err
+
+
 def test_walkthrough_notebook_executes(run, monkeypatch):
     import nbformat
     from nbclient import NotebookClient

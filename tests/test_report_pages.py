@@ -1,5 +1,6 @@
-"""The model card's caveats are rules on the run's numbers: a run inside every threshold gets none,
-and pushing one number across its line adds exactly that caveat."""
+"""Pages built from a run's numbers. The model card's caveats are rules on those numbers: a run inside
+every threshold gets none, and pushing one number across its line adds exactly that caveat. The
+run comparison lists every number once, with a dash where a run lacks it."""
 import copy
 
 from hybrid.model_card import MIN_GROUP, caveats, model_card
@@ -83,3 +84,12 @@ def test_subgroups_under_the_minimum_size_are_left_out_of_the_table():
     card = model_card(_manifest(), _metrics(), [], a)
     assert f"| sex | female | {MIN_GROUP} | 0.810 [0.700, 0.900] | 0.910 |" in card
     assert "| sex | unknown |" not in card
+
+
+def test_compare_lists_every_label_once_in_first_seen_order_with_a_dash_where_missing():
+    from hybrid.report import compare_markdown
+
+    a = [{"label": "acc", "text": "0.800"}, {"label": "auc", "text": "0.950"}]
+    b = [{"label": "acc", "text": "0.810"}, {"label": "kappa", "text": "0.700"}]
+    assert compare_markdown({"a": a, "b": b}).splitlines() == [
+        "| | a | b |", "| --- | --- | --- |", "| acc | 0.800 | 0.810 |", "| auc | 0.950 | – |", "| kappa | – | 0.700 |"]
