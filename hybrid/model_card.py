@@ -33,11 +33,12 @@ def _details(manifest: dict, metrics: dict) -> list[str]:
     return [
         "## Model details", "",
         f"- A {model['arch']} CNN, width {model['width']}, {model['head']} head, {model['embed_dim']}-d embedding, "
-        f"on {data.get('size', cfg['data']['size'])}-px RGB images, 7 classes (`manifest.json`).",
+        f"on {data.get('size', cfg['data']['size'])}-px RGB images, {len(metrics['test']['per_class'])} classes "
+        "(`manifest.json`, `metrics.json`).",
         f"- Trained by hybrid {manifest.get('hybrid_version')} at git commit `{manifest.get('git_commit')}`, seed "
         f"{manifest.get('seed')}, preset `{cfg['run']['name']}`: {info.get('epochs_done', train['epochs'])} epochs on "
         f"{info.get('device', '?')}, the checkpoint of epoch {info.get('best_epoch', '?')} chosen on validation AUC "
-        f"({info.get('best_val_auc', float('nan')):.4f}) (`metrics.json`).",
+        f"({info.get('best_val_auc', float('nan')):.4f}) (`manifest.json`, `metrics.json`).",
         f"- Data: `{data.get('flag')}` file md5 `{data.get('md5')}`; splits train / val / test "
         + " / ".join(str(data.get("n", {}).get(s, "?")) for s in ("train", "val", "test")) + " (`manifest.json`).",
     ]
@@ -53,11 +54,11 @@ INTENDED = [
 ]
 
 
-def _metrics(metrics: dict, op: dict | None, test_bin: dict | None) -> list[str]:
+def _metrics(metrics: dict, op: dict | None, test_bin: dict | None, flag: str) -> list[str]:
     head = metrics.get("headline", "test")
     t, h = metrics["test"], metrics[head]
     view = " with test-time augmentation" if head.endswith("_tta") else ""
-    lines = ["## Metrics (DermaMNIST test)", "",
+    lines = [f"## Metrics ({flag} test split)", "",
              f"- Accuracy {fmt_ci(t['acc'], t.get('acc_ci95'))}, one-vs-rest AUC {fmt_ci(t['auc'], t.get('auc_ci95'))}, "
              f"balanced accuracy {t['balanced_acc']:.3f}, ECE {t['ece']:.3f} (`metrics.json`, `test`).",
              f"- Headline{view}: accuracy {h['acc']:.3f}, AUC {h['auc']:.3f} (`metrics.json`, `{head}`).", "",
@@ -166,7 +167,8 @@ def model_card(manifest: dict, metrics: dict, fidelity: list[dict], audit: dict 
              "After Mitchell et al. (2019), *Model Cards for Model Reporting*. Every number is read from the run's "
              "file named beside it; `hybrid verify RUN` checks those files against the manifest.", ""]
     lines += _details(manifest, metrics) + [""] + INTENDED + [""]
-    lines += _metrics(metrics, ext.get("operating_point"), test_bin) + [""]
+    flag = manifest.get("data", {}).get("flag") or manifest["config"]["data"]["flag"]
+    lines += _metrics(metrics, ext.get("operating_point"), test_bin, flag) + [""]
     if audit:
         lines += _factors(audit) + [""]
     lines += _explanations(fidelity, faithfulness) + [""]
