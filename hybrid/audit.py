@@ -97,10 +97,13 @@ def auc_present(y: np.ndarray, proba: np.ndarray) -> float | None:
 
 def group_metrics(groups: np.ndarray, y: np.ndarray, proba: np.ndarray, sur_pred: np.ndarray | None = None,
                   n_boot: int = 500, seed: int = 0, min_n: int = 1, order: list | None = None) -> list[dict]:
-    """Rows per group value (in `order` when given, else sorted): n, ACC with 95% interval, AUC over
-    the classes present (auc_present), ECE, and surrogate fidelity with its interval (when sur_pred is given)."""
+    """Rows per group value (in `order` when given, else sorted): n, ACC with 95% interval, the ACC of
+    always answering the most frequent class of all of `y` (majority_acc: the group's share of that class,
+    against which its ACC is read), AUC over the classes present (auc_present), ECE, and surrogate
+    fidelity with its interval (when sur_pred is given)."""
     rows = []
     cnn_pred = proba.argmax(1)
+    top = np.bincount(y).argmax()
     present = set(groups.tolist())
     keys = [g for g in order if g in present] if order else sorted(present, key=str)
     for g in keys:
@@ -110,6 +113,7 @@ def group_metrics(groups: np.ndarray, y: np.ndarray, proba: np.ndarray, sur_pred
             continue
         row = {"group": g, "n": n, "acc": accuracy(y[m], proba[m])}
         row["acc_ci95"] = list(bootstrap_ci(y[m], proba[m], accuracy, n_boot, seed)) if n >= 10 else None
+        row["majority_acc"] = float((y[m] == top).mean())
         row["auc"] = auc_present(y[m], proba[m])
         row["ece"] = expected_calibration_error(y[m], proba[m])
         if sur_pred is not None:

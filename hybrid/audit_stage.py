@@ -34,13 +34,14 @@ AUDIT_OPTIONS = {"methods": ["gradient", "smoothgrad", "gradcam", "expected_grad
 ARTIFACT_CONCEPTS = ("ink", "hair", "dark_corners")
 
 
-def _group_md(title: str, rows: list[dict]) -> list[str]:
-    out = [f"### {title}", "", "| group | n | ACC [95% CI] | AUC (classes present) | ECE ↓ | surrogate fidelity [95% CI] |",
-           "| --- | --- | --- | --- | --- | --- |"]
+def _group_md(title: str, rows: list[dict], majority: str) -> list[str]:
+    """A subgroup table; `majority` names the test set's most frequent class (the majority_acc column)."""
+    out = [f"### {title}", "", f"| group | n | ACC [95% CI] | ACC of always *{majority}* | AUC (classes present) | ECE ↓ | "
+           "surrogate fidelity [95% CI] |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         auc = "–" if r["auc"] is None else f"{r['auc']:.3f}"
-        out.append(f"| {r['group']} | {r['n']} | {fmt_ci(r['acc'], r['acc_ci95'])} | {auc} | {r['ece']:.3f} | "
-                   f"{fmt_ci(r.get('fidelity'), r.get('fidelity_ci95'))} |")
+        out.append(f"| {r['group']} | {r['n']} | {fmt_ci(r['acc'], r['acc_ci95'])} | {r['majority_acc']:.3f} | {auc} | "
+                   f"{r['ece']:.3f} | {fmt_ci(r.get('fidelity'), r.get('fidelity_ci95'))} |")
     return out + [""]
 
 
@@ -148,6 +149,7 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         # 3. leakage, skin tone, subgroups
         sur_pred = ctx.surrogate.predict(ctx.X_test)
         y, proba = te["labels"], te["proba"]
+        top = ctx.names[int(np.bincount(y).argmax())]
         if meta_tr is not None and meta_te is not None:
             leak = AU.leaked(meta_tr["lesion_id"], meta_te["lesion_id"].to_numpy())
             rows = AU.group_metrics(np.where(leak, "shares a lesion with train", "leak-free"), y, proba, sur_pred, o["n_boot"],
@@ -158,7 +160,7 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
                    f"{int(leak.sum())} of {n} test images ({leak.mean():.0%}) show a lesion (HAM10000 `lesion_id`) that also "
                    "appears in train — another photograph of the same lesion. Headline numbers on the full test set and "
                    "on the leak-free part:", ""]
-            md += _group_md("Full versus leak-free test set", rows)[2:]
+            md += _group_md("Full versus leak-free test set", rows, top)[2:]
         else:
             md += ["## Lesion-level leakage", "", "Not available: the run has no HAM10000 metadata (features/*_metadata.csv).", ""]
         ita = te["concepts"][:, CONCEPT_NAMES.index("skin_ita")]
@@ -166,15 +168,17 @@ def audit_stage(run: RunDir, data_root=None, opts: dict | None = None, progress:
         result["skin_tone"] = AU.group_metrics(strata, y, proba, sur_pred, o["n_boot"], order=AU.ITA_ORDER)
         md += ["## Skin tone (ITA of the surrounding skin, measured on the image)", "",
                "Counts show how thin the darker strata are in HAM10000; intervals are bootstrap 95%. "
-               "ITA measured on 28-px renders under dermoscope lighting is a proxy, not a Fitzpatrick type.", ""]
-        md += _group_md("By ITA category", result["skin_tone"])[2:]
+               "ITA measured on 28-px renders under dermoscope lighting is a proxy, not a Fitzpatrick type. "
+               f"Here and below, read a group's ACC against the ACC of always answering *{top}* (its share of that "
+               "class): a group with more of it scores higher without the CNN doing better there.", ""]
+        md += _group_md("By ITA category", result["skin_tone"], top)[2:]
         if meta_te is not None:
             result["subgroups"] = {}
             for col, vals, order in (("sex", meta_te["sex"].fillna("unknown").astype(str).to_numpy(), None),
                                      ("age band", AU.age_band(meta_te["age"].to_numpy()), AU.AGE_ORDER),
                                      ("body site", meta_te["localization"].fillna("unknown").astype(str).to_numpy(), None)):
                 result["subgroups"][col] = AU.group_metrics(vals, y, proba, sur_pred, o["n_boot"], order=order)
-                md += _group_md(f"By {col}", result["subgroups"][col])
+                md += _group_md(f"By {col}", result["subgroups"][col], top)
         lap("leakage, skin tone, subgroups")
         # 4. controlled shifts: skin tone and common corruptions
         result["skin_shift"] = [{"delta_ita": d, **shift_metrics(ctx, AU.skin_tone_shift(ctx.test_images, te["masks"], d))}

@@ -91,6 +91,9 @@ def test_leakage_counts_and_group_metrics_on_hand_made_data():
     assert rows[0]["acc"] == pytest.approx(2 / 3) and rows[1]["acc"] == pytest.approx(2 / 3)
     assert rows[0]["fidelity"] == pytest.approx(2 / 3) and rows[1]["fidelity"] == pytest.approx(1 / 3)
     assert rows[0]["auc"] == 1.0
+    y = np.array([2, 2, 2, 1, 2, 1])  # class 2 is the most frequent overall: a is all class 2, b half, c none
+    rows = AU.group_metrics(np.array(["a", "a", "a", "b", "b", "c"]), y, np.eye(3)[y], n_boot=20)
+    assert [r["majority_acc"] for r in rows] == pytest.approx([1.0, 0.5, 0.0])
 
 
 def test_shortcut_rule_is_fixed_and_needs_a_method():

@@ -9,7 +9,7 @@ CLASSES = ["akiec", "bcc", "bkl", "df", "melanoma", "nevus", "vasc"]
 
 
 def _metrics(ece=0.03):
-    per = {c: {"precision": 0.8, "recall": 0.7, "support": 10} for c in CLASSES}
+    per = {c: {"precision": 0.8, "recall": 0.7, "support": 40 if c == "nevus" else 10} for c in CLASSES}
     test = {"n": 70, "acc": 0.9, "auc": 0.95, "balanced_acc": 0.7, "ece": ece, "per_class": per,
             "acc_ci95": [0.85, 0.95], "auc_ci95": [0.93, 0.97]}
     return {"train_info": {"best_epoch": 3, "best_val_auc": 0.9, "device": "cpu", "epochs_done": 3},
@@ -79,11 +79,12 @@ def test_a_run_without_an_audit_says_so_and_lists_no_subgroups():
 
 def test_subgroups_under_the_minimum_size_are_left_out_of_the_table():
     a = _audit()
-    a["subgroups"] = {"sex": [{"group": "female", "n": MIN_GROUP, "acc": 0.81, "acc_ci95": [0.7, 0.9], "auc": 0.91},
+    a["subgroups"] = {"sex": [{"group": "female", "n": MIN_GROUP, "acc": 0.81, "acc_ci95": [0.7, 0.9], "majority_acc": 0.6,
+                               "auc": 0.91},
                               {"group": "unknown", "n": MIN_GROUP - 1, "acc": 0.5, "auc": 0.6}]}
     card = model_card(_manifest(), _metrics(), [], a)
-    assert f"| sex | female | {MIN_GROUP} | 0.810 [0.700, 0.900] | 0.910 |" in card
-    assert "| sex | unknown |" not in card
+    assert f"| sex | female | {MIN_GROUP} | 0.810 [0.700, 0.900] | 0.600 | 0.910 |" in card
+    assert "| sex | unknown |" not in card and "| accuracy [95% CI] | always *nevus* | AUC |" in card
 
 
 def test_compare_lists_every_label_once_in_first_seen_order_with_a_dash_where_missing():
