@@ -216,11 +216,11 @@ def compare_markdown(columns: dict[str, list[dict]]) -> str:
 
 def run_items(run: RunDir) -> list[dict]:
     """What `hybrid compare` lists for a run: its recipe (preset, seed, model, commit), then its summary."""
+    _require(run)
     man, m = run.manifest, run.manifest["config"]["model"]
     recipe = {"preset": man["config"]["run"]["name"], "seed": str(man.get("seed")),
               "model": f"{m['arch']}, width {m['width']}, {man['config']['data']['size']} px",
               "epochs": str(man["config"]["train"]["epochs"]), "git commit": str(man.get("git_commit"))[:10]}
-    _require(run)
     return [{"label": k, "text": v} for k, v in recipe.items()] + summary_items(run)
 
 
