@@ -201,8 +201,12 @@ def _report(args) -> int:
     from .report import build_report
 
     run = RunDir.open(args.run)
+    from .model_card import caveats_section
+
     out = build_report(run)
     print((run.path / "report" / "summary.md").read_text())
+    card = run.path / "report" / "model_card.md"
+    print(f"{caveats_section(card.read_text())}\nThe model card: {card}")
     print(f"report: {out['html']}")
     return 0
 

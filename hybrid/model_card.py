@@ -19,6 +19,7 @@ SKIN_SWAP_DROP = 0.10
 ECE_LIMIT = 0.05
 # the external set's sensitivity may fall this far under the target before it is a caveat
 SENS_SLACK = 0.10
+CAVEATS_HEADING = "## Caveats and recommendations"
 # ITA groups darker than "intermediate" (ITA < 28°), as the audit names them
 DARKER_SKIN = ("dark (< −30°)", "brown (−30–10°)", "tan (10–28°)")
 
@@ -175,7 +176,12 @@ def model_card(manifest: dict, metrics: dict, fidelity: list[dict], audit: dict 
         per_class = metrics["test"]["per_class"]
         lines += _factors(audit, max(per_class, key=lambda c: per_class[c]["support"])) + [""]
     lines += _explanations(fidelity, faithfulness) + [""]
-    lines += ["## Caveats and recommendations", "",
+    lines += [CAVEATS_HEADING, "",
               "Written by rules on the numbers above (thresholds in `hybrid/model_card.py`):", ""]
     lines += [f"- {c}" for c in caveats(metrics, audit)] or ["- None of the rules applies to this run."]
     return "\n".join(lines) + "\n"
+
+
+def caveats_section(card: str) -> str:
+    """The caveats section of a model card's text (what `make run` and `hybrid report` print last)."""
+    return card[card.index(CAVEATS_HEADING):] if CAVEATS_HEADING in card else ""

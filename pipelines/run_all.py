@@ -35,9 +35,13 @@ def run_all(argv: list[str]) -> int:
     data = ["--data-root", known.data_root] if known.data_root else []
     code = run_pipeline(known.config, train_argv, run, data, known.force, cfg)
     if code == 0:
-        summary = run / "report" / "summary.md"
+        from hybrid.model_card import caveats_section
+
+        summary, card = run / "report" / "summary.md", run / "report" / "model_card.md"
         if summary.is_file():
             print("\n" + summary.read_text())
+        if card.is_file():
+            print(f"{caveats_section(card.read_text())}\nThe model card: {card}")
         print(f"report: {run / 'report' / 'report.html'}\nrun folder: {run}")
     return code
 

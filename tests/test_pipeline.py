@@ -27,7 +27,7 @@ def test_pipeline_end_to_end_then_every_stage_skipped(tmp_path, data_root, capsy
     for rel in ("report/report.html", "report/summary.md", "audit/audit.json", "evaluate/ph2.json",
                 "explain/gallery.png", "surrogates/fidelity.json"):
         assert (run / rel).is_file(), rel
-    assert "# Summary" in out and "report: " in out
+    assert "# Summary" in out and "report: " in out and "## Caveats and recommendations" in out
     import pandas as pd
 
     sets = json.loads((run / "evaluate/ph2.json").read_text())["sets"]

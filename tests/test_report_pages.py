@@ -94,3 +94,12 @@ def test_compare_lists_every_label_once_in_first_seen_order_with_a_dash_where_mi
     b = [{"label": "acc", "text": "0.810"}, {"label": "kappa", "text": "0.700"}]
     assert compare_markdown({"a": a, "b": b}).splitlines() == [
         "| | a | b |", "| --- | --- | --- |", "| acc | 0.800 | 0.810 |", "| auc | 0.950 | – |", "| kappa | – | 0.700 |"]
+
+
+def test_the_caveats_section_is_what_is_printed_last():
+    from hybrid.model_card import caveats_section
+
+    card = model_card(_manifest(), _metrics(ece=0.08), [], _audit())
+    section = caveats_section(card)
+    assert section.startswith("## Caveats and recommendations") and "test ECE 0.080" in section
+    assert "## Metrics" not in section and card.endswith(section)

@@ -287,7 +287,8 @@ def test_report_renders_in_a_browser_and_its_numbers_match_the_json(run, capsys,
         if not (run / rel).exists():
             assert main(stage) == 0
     assert main(["report", str(run)]) == 0
-    assert "report.html" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "report.html" in printed and "The model card: " in printed
     items = json.loads((run / "report/summary.json").read_text())
     summary = (run / "report/summary.md").read_text()
     assert len(items) >= 12
