@@ -3,7 +3,7 @@ every threshold gets none, and pushing one number across its line adds exactly t
 run comparison lists every number once, with a dash where a run lacks it."""
 import copy
 
-from hybrid.model_card import MIN_GROUP, caveats, model_card
+from hybrid.model_card import MIN_GROUP, TREE_FIDELITY, caveats, model_card
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "melanoma", "nevus", "vasc"]
 
@@ -69,6 +69,23 @@ def test_each_number_across_its_line_adds_exactly_its_caveat():
         assert len(got) == 1 and phrase in got[0], (phrase, got)
     calib = caveats(_metrics(ece=0.08), _audit())
     assert len(calib) == 1 and "test ECE 0.080" in calib[0] and "0.020 after it" in calib[0]
+
+
+def _faith(ig_deletion):
+    rows = [{"method": "random", "deletion_auc": 0.2, "insertion_auc": 0.5},
+            {"method": "integrated_gradients", "deletion_auc": ig_deletion, "insertion_auc": 0.6}]
+    return {"rows": rows}
+
+
+def test_a_rough_tree_and_maps_no_better_than_random_are_caveats():
+    tree = {"name": "concepts__tree", "fidelity": TREE_FIDELITY, "kappa": 0.6}
+    assert caveats(_metrics(), _audit(), [tree], _faith(0.1)) == []
+    rough = caveats(_metrics(), _audit(), [{**tree, "fidelity": TREE_FIDELITY - 0.01}], _faith(0.1))
+    assert len(rough) == 1 and "imitates the CNN only roughly: it agrees on 84.0%" in rough[0]
+    noisy = caveats(_metrics(), _audit(), [tree], _faith(0.3))  # deletes the target more slowly than random
+    assert len(noisy) == 1 and "No saliency method beat a random map" in noisy[0]
+    assert "random map on both deletion and insertion: Integrated Gradients" in model_card(
+        _manifest(), _metrics(), [tree], _audit(), _faith(0.1))
 
 
 def test_a_run_without_an_audit_says_so_and_lists_no_subgroups():
