@@ -353,6 +353,8 @@ def test_walkthrough_notebook_executes(run, monkeypatch):
     assert "leaves; melanoma rules" in text and "CNN:" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the side-by-side figure
     assert any("fidelity" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+    if (run / "report/model_card.md").exists():  # the report test above made it: its caveats are shown
+        assert any("Caveats and recommendations" in o.get("data", {}).get("text/markdown", "") for o in outputs)
 
 
 def test_surrogates_show_a_progress_bar_unless_quiet(run, tmp_path, capsys):
