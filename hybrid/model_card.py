@@ -9,9 +9,12 @@ cross the line does not get it.
 from __future__ import annotations
 
 from .attribution import LABELS
+from .audit import ITA_ORDER
 from .metrics import fmt_ci
+from .shift import SHIFT_ALPHA
 
-# a subgroup needs this many test images before its accuracy is compared with the whole set
+# a subgroup needs this many test images to be listed in the card's table; a darker-skin stratum with
+# fewer is a caveat
 MIN_GROUP = 50
 # the melanoma-vs-nevus AUC may fall by this much when the skin is swapped before it is a caveat
 SKIN_SWAP_DROP = 0.10
@@ -22,8 +25,10 @@ ECE_LIMIT = 0.05
 # the external set's sensitivity may fall this far under the target before it is a caveat
 SENS_SLACK = 0.10
 CAVEATS_HEADING = "## Caveats and recommendations"
-# ITA groups darker than "intermediate" (ITA < 28°), as the audit names them
-DARKER_SKIN = ("dark (< −30°)", "brown (−30–10°)", "tan (10–28°)")
+# the audit's name for DermaMNIST test among the sets of its other-clinic section
+TEST_SET = "DermaMNIST test"
+# the ITA strata darker than "intermediate" (ITA < 28°)
+DARKER_SKIN = tuple(ITA_ORDER[:3])
 
 
 def _pct(v) -> str:
@@ -119,8 +124,8 @@ def _explanations(fidelity: list[dict], faith: dict | None) -> list[str]:
     return lines
 
 
-def caveats(metrics: dict, audit: dict | None, fidelity: list[dict] = (), faithfulness: dict | None = None) -> list[str]:
-    """The caveats the run's own numbers call for, one sentence each; [] when none applies."""
+def _trust_caveats(metrics: dict, fidelity, faithfulness: dict | None, test_set: dict) -> list[str]:
+    """How far the CNN's probabilities, its tree and its saliency maps can be taken at their word."""
     out = []
     tree = next((r for r in fidelity if r["name"] == "concepts__tree"), None)
     if tree and tree["fidelity"] < TREE_FIDELITY:
@@ -129,22 +134,22 @@ def caveats(metrics: dict, audit: dict | None, fidelity: list[dict] = (), faithf
                    "the CNN and check each rule's CNN agreement (`hybrid rules RUN`).")
     if faithfulness and not _faithful_methods(faithfulness):
         out.append("No saliency method beat a random map on both deletion and insertion: read the maps as hypotheses.")
-    ext = (audit or {}).get("external") or {}
-    sets, op = ext.get("sets", {}), ext.get("operating_point")
-    test_set = sets.get("DermaMNIST test", {})
-    test_bin = test_set.get("binary")
     ece = metrics["test"]["ece"]
     if ece > ECE_LIMIT:
         after = f" ({test_set['ece_calibrated']:.3f} after it)" if "ece_calibrated" in test_set else ""
         out.append(f"Its probabilities are miscalibrated (test ECE {ece:.3f}, above {ECE_LIMIT}); read them after "
                    f"the operating point's temperature scaling{after}, not as they are.")
-    if not audit:
-        return out + ["No audit in this run: shortcuts, subgroups and shift are unmeasured (`hybrid audit RUN`)."]
+    return out
+
+
+def _audit_caveats(audit: dict, op: dict | None, test_bin: dict | None) -> list[str]:
+    """What the audit on DermaMNIST test found: melanoma calls, skin, skin tone, leakage, the planted stamp."""
+    out = []
     if test_bin and test_bin["sensitivity_argmax"] < (op or {}).get("target_sensitivity", 0.8):
         out.append(f"At its most likely class it calls only {_pct(test_bin['sensitivity_argmax'])} of test melanomas "
                    f"melanoma; use the validation-chosen operating point ({_pct(test_bin['sensitivity'])} on test).")
     swap = audit.get("skin_swap", {}).get("auc", {})
-    if swap.get("control") is not None and swap.get("swap") is not None and swap["control"] - swap["swap"] > SKIN_SWAP_DROP:
+    if None not in (swap.get("control"), swap.get("swap")) and swap["control"] - swap["swap"] > SKIN_SWAP_DROP:
         out.append(f"Its melanoma-vs-nevus call depends on the skin around the lesion: swapping the two classes' "
                    f"typical skin colours, lesions kept, moves the AUC from {swap['control']:.3f} to {swap['swap']:.3f} "
                    f"(more than {SKIN_SWAP_DROP:.2f}).")
@@ -160,6 +165,12 @@ def caveats(metrics: dict, audit: dict | None, fidelity: list[dict] = (), faithf
                    f"accuracy is {free['acc']:.3f} (full set {full['acc']:.3f}).")
     if audit.get("shortcut", {}).get("flagged"):
         out.append("The planted-stamp probe flagged it: its saliency concentrates on a stamp added to the images.")
+    return out
+
+
+def _clinic_caveats(sets: dict, op: dict | None) -> list[str]:
+    """Each external set: the operating point's sensitivity there, and the shift warning."""
+    out = []
     for name, s in sets.items():
         if name.startswith("DermaMNIST") or not s.get("binary") or not op:
             continue
@@ -168,17 +179,28 @@ def caveats(metrics: dict, audit: dict | None, fidelity: list[dict] = (), faithf
             out.append(f"In another clinic ({name}, {s['n']} images) the validation-chosen operating point finds "
                        f"{_pct(b['sensitivity'])} of melanomas against the {_pct(target)} it was set for (melanoma-vs-nevus "
                        f"AUC {fmt_ci(b['auc'])}); re-validate on the clinic's own images before relying on it.")
-        if s.get("shift", {}).get("p_value", 1.0) < 1e-3:
+        if s.get("shift", {}).get("p_value", 1.0) < SHIFT_ALPHA:
             out.append(f"The shift warning fires on {name}: its embeddings lie farther from validation's "
                        f"(distance AUC {s['shift']['distance_auc']:.3f}).")
     return out
+
+
+def caveats(metrics: dict, audit: dict | None, fidelity: list[dict] = (), faithfulness: dict | None = None) -> list[str]:
+    """The caveats the run's own numbers call for, one sentence each; [] when none applies."""
+    ext = (audit or {}).get("external") or {}
+    sets, op = ext.get("sets", {}), ext.get("operating_point")
+    test_set = sets.get(TEST_SET, {})
+    out = _trust_caveats(metrics, fidelity, faithfulness, test_set)
+    if not audit:
+        return out + ["No audit in this run: shortcuts, subgroups and shift are unmeasured (`hybrid audit RUN`)."]
+    return out + _audit_caveats(audit, op, test_set.get("binary")) + _clinic_caveats(sets, op)
 
 
 def model_card(manifest: dict, metrics: dict, fidelity: list[dict], audit: dict | None = None,
                faithfulness: dict | None = None) -> str:
     """The model card as markdown, from the run's manifest and its JSON files (parsed)."""
     ext = (audit or {}).get("external") or {}
-    test_bin = ext.get("sets", {}).get("DermaMNIST test", {}).get("binary")
+    test_bin = ext.get("sets", {}).get(TEST_SET, {}).get("binary")
     lines = [f"# Model card: run `{manifest['config']['run']['name']}`", "",
              "After Mitchell et al. (2019), *Model Cards for Model Reporting*. Every number is read from the run's "
              "file named beside it; `hybrid verify RUN` checks those files against the manifest.", ""]
