@@ -221,7 +221,7 @@ def _compare(args) -> int:
     names = [r.path.name for r in runs]
     if len(set(names)) < len(names):  # folders of the same name: show the paths as given
         names = list(args.runs)
-    text = compare_markdown({n: run_items(r) for n, r in zip(names, runs)})
+    text = compare_markdown({n: run_items(r) for n, r in zip(names, runs)}, spread=args.spread)
     print(text, end="")
     if args.out:
         from .artifacts import atomic_write_bytes
@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="runs side by side: recipe and every summary number (markdown table)")
     c.add_argument("runs", nargs="+", help="run folders, e.g. artifacts/runs/default artifacts/runs/accurate")
     c.add_argument("--out", help="also write the table to this markdown file")
+    c.add_argument("--spread", action="store_true", help="add a column with the mean ± sd over the runs (e.g. seeds)")
     c.set_defaults(func=_compare)
     v = sub.add_parser("verify", help="check every file of a run against the sha256 in its manifest")
     v.add_argument("run", help="run folder, e.g. artifacts/runs/default")

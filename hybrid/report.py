@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import statistics
 from pathlib import Path
 
 import markdown
@@ -59,7 +60,8 @@ def summary_items(run: RunDir) -> list[dict]:
             except (KeyError, IndexError, TypeError):
                 return
             if v is not None:
-                items.append({"label": label, "file": rel, "path": list(path), "text": _fmt(v), "group": group})
+                items.append({"label": label, "file": rel, "path": list(path), "text": _fmt(v), "value": v,
+                              "group": group})
 
     m = run.read_json("metrics.json")
     head = m.get("headline", "test")
@@ -204,13 +206,22 @@ def _require(run: RunDir) -> None:
             raise HybridError(f"Run folder {run.path} has no {rel}; run `hybrid train` and `hybrid surrogates` first.")
 
 
-def compare_markdown(columns: dict[str, list[dict]]) -> str:
+def compare_markdown(columns: dict[str, list[dict]], spread: bool = False) -> str:
     """Runs side by side: one row per summary label (in the order they first appear), one column per
-    run (its summary items); '–' where a run lacks the number."""
+    run (its summary items); '–' where a run lacks the number. With `spread`, a last column gives the
+    mean ± sample sd over the runs of each number every run has (e.g. the seeds of one preset)."""
     labels = list(dict.fromkeys(it["label"] for items in columns.values() for it in items))
     text = {name: {it["label"]: it["text"] for it in items} for name, items in columns.items()}
-    lines = ["| | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
-    lines += [f"| {label} | " + " | ".join(text[n].get(label, "–") for n in columns) + " |" for label in labels]
+    value = {name: {it["label"]: it.get("value") for it in items} for name, items in columns.items()}
+    head = list(columns) + (["mean ± sd"] if spread else [])
+    lines = ["| | " + " | ".join(head) + " |", "| --- |" + " --- |" * len(head)]
+    for label in labels:
+        cells = [text[n].get(label, "–") for n in columns]
+        if spread:
+            vals = [value[n].get(label) for n in columns]
+            ok = len(vals) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+            cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}" if ok else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -120,3 +120,17 @@ def test_the_caveats_section_is_what_is_printed_last():
     section = caveats_section(card)
     assert section.startswith("## Caveats and recommendations") and "test ECE 0.080" in section
     assert "## Metrics" not in section and card.endswith(section)
+
+
+def test_compare_spread_is_the_mean_and_sample_sd_of_numbers_every_run_has():
+    from hybrid.report import compare_markdown
+
+    runs = {f"seed{i}": [{"label": "preset", "text": "default"}, {"label": "acc", "text": f"{v:.3f}", "value": v},
+                         {"label": "flagged", "text": "no", "value": False}]
+            for i, v in enumerate([0.79, 0.80, 0.81])}
+    runs["seed2"].append({"label": "ph2 AUC", "text": "0.800", "value": 0.8})
+    lines = compare_markdown(runs, spread=True).splitlines()
+    assert lines[0] == "| | seed0 | seed1 | seed2 | mean ± sd |"
+    assert "| acc | 0.790 | 0.800 | 0.810 | 0.800 ± 0.010 |" in lines
+    assert "| preset | default | default | default |  |" in lines and "| flagged | no | no | no |  |" in lines
+    assert "| ph2 AUC | – | – | 0.800 |  |" in lines

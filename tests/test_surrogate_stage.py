@@ -332,6 +332,9 @@ def test_compare_puts_two_runs_side_by_side_and_refuses_the_same_run_twice(run, 
     tree = next(r for r in fid if r["name"] == "concepts__tree")
     assert ["| readable concept tree (concepts__tree): fidelity", f"{tree['fidelity']:.3f}", f"{tree['fidelity']:.3f} |"] in rows
     assert len(rows) >= 15 and all(r[1] == r[2].removesuffix(" |") for r in rows)  # a copy: every number equal
+    assert main(["compare", str(run), str(twin), "--spread"]) == 0
+    spread = capsys.readouterr().out
+    assert f"| {tree['fidelity']:.3f} | {tree['fidelity']:.3f} ± 0.000 |" in spread
     assert main(["compare", str(run), str(run) + "/"]) == 2
     assert "given twice" in capsys.readouterr().err
     assert main(["compare", str(run), str(tmp_path)]) == 2
