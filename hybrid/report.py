@@ -17,7 +17,7 @@ import markdown
 
 from .artifacts import RunDir
 from .errors import HybridError
-from .model_card import model_card
+from .model_card import caveats_section, model_card
 
 # (section title, markdown files, figures) in report order; a missing file is named, not hidden
 SECTIONS = [
@@ -182,7 +182,8 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f3f3f3}img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#666}
 pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}.missing{color:#a00}
-section{border-top:2px solid #ddd;margin-top:2em}"""
+section{border-top:2px solid #ddd;margin-top:2em}
+.caveats{background:#fff8e1;border-left:4px solid #f0a800;padding:2px 12px;margin:1em 0}"""
 # Counts images that failed to load, for the headless-browser test (tests/test_report.py).
 SCRIPT = """window.addEventListener('load',()=>{const b=[...document.images].filter(i=>!i.complete||i.naturalWidth===0);
 const e=[...document.querySelectorAll('section')].filter(s=>s.children.length<2||!s.textContent.trim());
@@ -242,7 +243,9 @@ def build_report(run: RunDir) -> dict:
     items = summary_items(run)
     summary = summary_markdown(items)
     card = card_markdown(run)
-    sections = [("Summary", _md(summary.split("\n", 2)[2])), ("Model card", _md(card.split("\n", 2)[2]))]
+    body, warn = card.split("\n", 2)[2], caveats_section(card)
+    card_html = _md(body.removesuffix(warn)) + f'<div class="caveats">{_md(warn)}</div>'
+    sections = [("Summary", _md(summary.split("\n", 2)[2])), ("Model card", card_html)]
     for title, mds, figs in SECTIONS:
         body = []
         for rel in mds:

@@ -309,6 +309,7 @@ def test_report_renders_in_a_browser_and_its_numbers_match_the_json(run, capsys,
     for name, c in test["per_class"].items():
         assert f"| {name} | {c['support']} | {fmt_ci(c['recall'])} | {fmt_ci(c['precision'])} |" in card
     assert f"Groups of {MIN_GROUP} images or more" in card and "## Caveats and recommendations" in card
+    assert '<div class="caveats"><h3>Caveats and recommendations</h3>' in (run / "report/report.html").read_text()
     dom = _chromium_dom(run / "report/report.html")
     body = re.search(r"<body([^>]*)>", dom)
     assert body, "Chromium did not render the report"
