@@ -198,16 +198,11 @@ def _evaluate(args) -> int:
 
 def _report(args) -> int:
     from .artifacts import RunDir
-    from .report import build_report
+    from .report import build_report, closing_text
 
     run = RunDir.open(args.run)
-    from .model_card import caveats_section
-
-    out = build_report(run)
-    print((run.path / "report" / "summary.md").read_text())
-    card = run.path / "report" / "model_card.md"
-    print(f"{caveats_section(card.read_text())}\nThe model card: {card}")
-    print(f"report: {out['html']}")
+    build_report(run)
+    print(closing_text(run.path), end="")
     return 0
 
 

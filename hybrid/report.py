@@ -236,6 +236,18 @@ def run_items(run: RunDir) -> list[dict]:
     return [{"label": k, "text": v} for k, v in recipe.items()] + summary_items(run)
 
 
+def closing_text(run_path: Path) -> str:
+    """What `hybrid report` and `make run` print last: the summary, the model card's caveats and where
+    the card and the report are (read from disk, as a skipped report stage leaves them)."""
+    report = Path(run_path) / "report"
+    out = ""
+    if (report / "summary.md").is_file():
+        out += (report / "summary.md").read_text() + "\n"
+    if (report / "model_card.md").is_file():
+        out += f"{caveats_section((report / 'model_card.md').read_text())}\nThe model card: {report / 'model_card.md'}\n"
+    return out + f"report: {report / 'report.html'}\n"
+
+
 def build_report(run: RunDir) -> dict:
     """Write report/report.html, report/summary.md, report/summary.json and report/model_card.md;
     returns the summary items."""

@@ -35,14 +35,9 @@ def run_all(argv: list[str]) -> int:
     data = ["--data-root", known.data_root] if known.data_root else []
     code = run_pipeline(known.config, train_argv, run, data, known.force, cfg)
     if code == 0:
-        from hybrid.model_card import caveats_section
+        from hybrid.report import closing_text
 
-        summary, card = run / "report" / "summary.md", run / "report" / "model_card.md"
-        if summary.is_file():
-            print("\n" + summary.read_text())
-        if card.is_file():
-            print(f"{caveats_section(card.read_text())}\nThe model card: {card}")
-        print(f"report: {run / 'report' / 'report.html'}\nrun folder: {run}")
+        print("\n" + closing_text(run) + f"run folder: {run}")
     return code
 
 
