@@ -2,10 +2,36 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from .errors import HybridError
+
+
+def _count(minimum: int):
+    """argparse type: an integer ≥ minimum, refused in one sentence otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number ≥ {minimum}, got {value}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a proportion in (0, 1], e.g. a target sensitivity."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got '{text}'") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], e.g. 0.80, got {value}")
+    return value
 
 
 def _train(args) -> int:
@@ -30,9 +56,16 @@ def _train(args) -> int:
 
             follow_train(cfg, Path(args.runs_dir) / (args.run or cfg["run"]["name"]))
             return 0
+        path = Path(args.runs_dir) / (args.run or cfg["run"]["name"])
+        is_new = not (path / "manifest.json").exists()
         run = open_run(cfg, args.runs_dir, args.run, args.restart)
         print(f"run folder: {run.path}", file=sys.stderr)
-        results = train_stage(cfg, run, progress=not args.quiet)
+        try:
+            results = train_stage(cfg, run, progress=not args.quiet)
+        except HybridError:
+            if is_new and not run.manifest["files"]:  # bad data on a first start: leave no empty run behind
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
     finally:
         D.teardown()
     print(summary_line(results))
@@ -247,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run", help="run name under --runs-dir (default: the config's run.name)")
     t.add_argument("--runs-dir", default="artifacts/runs")
     t.add_argument("--seed", type=int)
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=_count(1))
     t.add_argument("--device", help="auto | cpu | cuda | mps")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.lr=0.002")
     t.add_argument("--restart", action="store_true", help="discard the run's checkpoint and start over")
@@ -260,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_features)
     s = sub.add_parser("surrogates", help="distil the CNN into logistic, tree and XGBoost surrogates; print the fidelity table")
     s.add_argument("run")
-    s.add_argument("--n-bootstrap", type=int, default=1000)
+    s.add_argument("--n-bootstrap", type=_count(0), default=1000, help="resamples for the 95%% intervals (0: none)")
     s.add_argument("--ablation", action="store_true", help="also leave each concept out in turn (about a minute)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_surrogates)
@@ -271,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run")
     r.add_argument("--surrogate", default="concepts__tree", help="a tree surrogate, e.g. concepts__tree")
     r.add_argument("--class", dest="klass", help="only rules for this class (name, part of it, or akiec/bcc/bkl/df/mel/nv/vasc)")
-    r.add_argument("--min-support", type=int, default=0, help="only rules reached by at least N images")
+    r.add_argument("--min-support", type=_count(0), default=0, help="only rules reached by at least N images")
     r.add_argument("--split", default="test", choices=["train", "val", "test"], help="where support and agreement are counted")
     r.add_argument("--sort", default="support", choices=["support", "agreement"])
     r.set_defaults(func=_rules)
@@ -279,18 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     _explain_args(e)
     e.add_argument("--index", type=int, action="append", default=[], help="test-split index to explain (repeatable)")
     e.add_argument("--gallery", action="store_true", help="images covering every class, correct and wrong")
-    e.add_argument("--per-class", type=int, default=2, help="gallery images per class (one correct, one wrong)")
+    e.add_argument("--per-class", type=_count(1), default=2, help="gallery images per class (one correct, one wrong)")
     e.set_defaults(func=_explain)
     fa = sub.add_parser("faithfulness", help="deletion/insertion, randomisation check, lesion mass, SHAP-vs-saliency regions")
     _explain_args(fa)
-    fa.add_argument("--n", type=int, default=200, help="test images in the fixed sample")
+    fa.add_argument("--n", type=_count(1), default=200, help="test images in the fixed sample")
     fa.set_defaults(func=_faithfulness)
     au = sub.add_parser("audit", help="shortcut audit, planted-stamp probe, leakage, skin-tone and subgroup metrics")
     au.add_argument("run", help="run folder with features and surrogates")
     au.add_argument("--data-root", help="folder with medmnist's npz files")
     au.add_argument("--stamp", default="ruler", help="artifact drawn for the stamp probe: ruler | dot | patch")
     au.add_argument("--seed", type=int, default=0)
-    au.add_argument("--n-bootstrap", type=int, default=500, help="resamples for every interval")
+    au.add_argument("--n-bootstrap", type=_count(1), default=500, help="resamples for every interval")
     au.add_argument("--external", help="external set for the other-clinic audit (default: ../shared/data/external/ph2)")
     au.add_argument("--quiet", action="store_true", help="no progress bars")
     au.set_defaults(func=_audit)
@@ -299,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--external", help="npz with test_images (N,S,S,3) uint8 and test_labels (N,1); "
                                        "default: ../shared/data/external/ph2 at the run's image size")
     ev.add_argument("--name", help="name of the set in the report (default: the file's stem)")
-    ev.add_argument("--sensitivity", type=float, help="target melanoma sensitivity on val (default: config, 0.80)")
-    ev.add_argument("--n-bootstrap", type=int, default=1000)
+    ev.add_argument("--sensitivity", type=_fraction, help="target melanoma sensitivity on val (default: config, 0.80)")
+    ev.add_argument("--n-bootstrap", type=_count(0), default=1000, help="resamples for the 95%% intervals (0: none)")
     ev.add_argument("--adapt-bn", action="store_true",
                     help="add a column with BatchNorm statistics re-estimated on the external images (AdaBN; transductive)")
     ev.set_defaults(func=_evaluate)

@@ -58,6 +58,45 @@ DEFAULTS: dict = {
 }
 
 
+# numeric settings with a meaningful range: key → (what is expected, test)
+RANGES: dict = {
+    "data.subset": ("≥ 0 (0: every image)", lambda v: v >= 0),
+    "data.stamp.fraction": ("a share in [0, 1]", lambda v: 0 <= v <= 1),
+    "data.stamp.fraction_other": ("a share in [0, 1]", lambda v: 0 <= v <= 1),
+    "model.width": ("≥ 1", lambda v: v >= 1),
+    "model.blocks_per_stage": ("≥ 1", lambda v: v >= 1),
+    "model.dropout": ("a probability in [0, 1)", lambda v: 0 <= v < 1),
+    "model.embed_dim": ("≥ 1", lambda v: v >= 1),
+    "model.colour_constancy": ("≥ 0 (0: off; 6 for Shades of Gray)", lambda v: v >= 0),
+    "train.epochs": ("≥ 1", lambda v: v >= 1),
+    "train.batch_size": ("≥ 1", lambda v: v >= 1),
+    "train.eval_batch_size": ("≥ 1", lambda v: v >= 1),
+    "train.lr": ("> 0", lambda v: v > 0),
+    "train.weight_decay": ("≥ 0", lambda v: v >= 0),
+    "train.label_smoothing": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "train.ema_decay": ("in [0, 1) (0: off)", lambda v: 0 <= v < 1),
+    "train.mixup_alpha": ("≥ 0 (0: off)", lambda v: v >= 0),
+    "train.sam_rho": ("≥ 0 (0: off)", lambda v: v >= 0),
+    "train.concept_weight": ("≥ 0 (0: off)", lambda v: v >= 0),
+    "train.threads": ("≥ 0 (0: all cores)", lambda v: v >= 0),
+    "train.augment.crop_pad": ("≥ 0 pixels", lambda v: v >= 0),
+    "train.augment.jitter": ("≥ 0", lambda v: v >= 0),
+    "train.augment.acquisition": ("≥ 0 (0: off)", lambda v: v >= 0),
+    "train.augment.cutout": ("a fraction of the image in [0, 1)", lambda v: 0 <= v < 1),
+    "train.augment.skin_swap": ("a probability in [0, 1]", lambda v: 0 <= v <= 1),
+    "metrics.n_bootstrap": ("≥ 1", lambda v: v >= 1),
+    "metrics.ece_bins": ("≥ 1", lambda v: v >= 1),
+    "explain.n": ("≥ 1", lambda v: v >= 1),
+    "operating_point.target_sensitivity": ("a sensitivity in (0, 1]", lambda v: 0 < v <= 1),
+}
+
+
+def _get(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
 def _merge(base: dict, new: dict, where: str, source: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in new.items():
@@ -135,8 +174,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if cfg["train"]["concept_weight"] > 0 and cfg["train"]["mixup_alpha"] > 0:
         raise HybridError("Config: train.concept_weight and train.mixup_alpha cannot both be set "
                           "(a mixed image has no measured concepts).")
-    if not 0.0 <= cfg["train"]["augment"]["skin_swap"] <= 1.0:
-        raise HybridError(f"Config 'train.augment.skin_swap' must be a probability in [0, 1], got {cfg['train']['augment']['skin_swap']}.")
+    for key, (expected, ok) in RANGES.items():
+        value = _get(cfg, key)
+        if not ok(value):
+            raise HybridError(f"Config '{key}' must be {expected}, got {value}.")
     if cfg["data"]["size"] not in (28, 64, 128, 224):
         raise HybridError(f"Config 'data.size' must be 28, 64, 128 or 224 (medmnist's sizes), got {cfg['data']['size']}.")
     return cfg

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from . import attribution as A
 from .artifacts import RunDir
 from .concepts import REGIONS, region_masks
-from .data import class_legend, class_names, load_dataset, short_class_names
+from .data import class_legend, class_names, short_class_names
 from .errors import HybridError
 from .explain import (concept_region_scores, concept_units, global_importance, layout_shap_share,
                       pixel_region_scores, region_agreement, rule_path, shap_unit, surrogate_explanation,
@@ -21,7 +21,7 @@ from .explain import (concept_region_scores, concept_units, global_importance, l
 from .faithfulness import METRICS, deletion_insertion, mass_share, pairwise_agreement, randomised_copy, rank_corr
 from .features import feature_matrix
 from .plots import curves_figure, explanation_figure, gallery_figure
-from .stages import load_backbone
+from .stages import load_backbone, run_dataset
 from .surrogate_stage import _csv, load_joblib, load_tables
 
 OPTIONS = {
@@ -46,7 +46,7 @@ class Context:
         cfg = run.manifest["config"]
         dc = cfg["data"]
         self.tables = load_tables(run)
-        data = load_dataset(dc["flag"], dc["size"], data_root or dc["root"] or None, dc["subset"])
+        data = run_dataset(run, data_root)
         self.test_images = data.splits["test"].images
         self.names = class_names(dc["flag"])
         rng = np.random.default_rng(self.opts["seed"])

@@ -27,11 +27,12 @@ def open_run(cfg: dict, runs_dir: str | Path = "artifacts/runs", name: str | Non
     name = name or cfg["run"]["name"]
     run = RunDir(Path(runs_dir) / name)
     old = run.manifest.get("config")
-    old = with_defaults(old) if old is not None else None
+    old = _recipe(with_defaults(old)) if old is not None else None
+    new = _recipe(cfg)
     if restart:
         run.manifest = {"created": run.manifest.get("created"), "files": {}, "stages": {}}
-    elif old is not None and old != cfg:
-        changed = sorted(f"{s}.{k}" for s in cfg for k in cfg[s] if old.get(s, {}).get(k) != cfg[s][k])
+    elif old is not None and old != new:
+        changed = sorted(f"{s}.{k}" for s in new for k in new[s] if old.get(s, {}).get(k) != new[s][k])
         raise HybridError(
             f"Run folder {run.path} was made with a different config (changed: {', '.join(changed) or 'sections'}); "
             "use another --run name, or --restart to start it over."
@@ -40,6 +41,32 @@ def open_run(cfg: dict, runs_dir: str | Path = "artifacts/runs", name: str | Non
                          "versions": package_versions(), "git_commit": git_commit()})
     run.save_manifest()
     return run
+
+
+def _recipe(cfg: dict) -> dict:
+    """The config without where the data lives: moving the data does not change a run
+    (its content is checked by md5 instead, see check_data)."""
+    return {**cfg, "data": {**cfg["data"], "root": ""}}
+
+
+def check_data(run: RunDir, path: Path) -> str:
+    """md5 of the data file; refused when the run was trained on another file."""
+    got = file_md5(path)
+    want = run.manifest.get("data", {}).get("md5")
+    if want and got != want:
+        raise HybridError(f"Data file {path} has md5 {got}, but run {run.path} was trained on a file with md5 {want}; "
+                          "pass --data-root to the data it was trained on.")
+    return got
+
+
+def run_dataset(run: RunDir, data_root=None):
+    """The run's dataset (as its config names it, from data_root if given), checked against the
+    md5 the run was trained on, so no stage reads other data than the CNN learned from."""
+    dc = run.manifest["config"]["data"]
+    data = load_dataset(dc["flag"], dc["size"], data_root or dc["root"] or None, dc["subset"],
+                        dc["metadata_root"] or None)
+    check_data(run, data.path)
+    return data
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -105,7 +132,7 @@ def train_stage(cfg: dict, run: RunDir, data_root=None, progress: bool = True, s
     with run.stage("load_data"):
         data, train_images, stamped = training_data(cfg, data_root)
         run.manifest["data"] = {"flag": data.flag, "size": data.size, "file": str(data.path),
-                                "md5": file_md5(data.path), "subset": dc["subset"],
+                                "md5": check_data(run, data.path), "subset": dc["subset"],
                                 "n": {s: int(len(v.labels)) for s, v in data.splits.items()},
                                 "metadata": data.splits["train"].metadata is not None}
     tr, va, te = data.splits["train"], data.splits["val"], data.splits["test"]

@@ -11,13 +11,12 @@ from tqdm.auto import tqdm
 
 from .artifacts import RunDir
 from .concepts import CONCEPT_NAMES, REGISTRY
-from .data import load_dataset
 from .distill import READABLE_DEPTH, concept_ablation, evaluate, fit_surrogates
 from .errors import HybridError
 from .features import FEATURE_SETS, feature_matrix, fit_concept_probes, probe_predict, probe_r2, split_table
 from .fidelity import FIDELITY_METRICS
 from .shortcut import plant
-from .stages import load_backbone
+from .stages import load_backbone, run_dataset
 from .transfer import COPIES as TRANSFER_COPIES, transfer_table
 
 SPLITS = ("train", "val", "test")
@@ -58,8 +57,7 @@ def features_stage(run: RunDir, data_root=None, progress: bool = True) -> dict:
         raise HybridError("The concept stage needs RGB dermoscopy images (DermaMNIST); this run trained on "
                           f"'{dc['flag']}'.")
     with run.stage("features"):
-        data = load_dataset(dc["flag"], dc["size"], data_root or dc["root"] or None, dc["subset"],
-                            dc["metadata_root"] or None)
+        data = run_dataset(run, data_root)
         images = {s: data.splits[s].images for s in SPLITS}
         st = dc.get("stamp", {})
         if st.get("kind"):  # a planted-shortcut run: the train split as the CNN saw it

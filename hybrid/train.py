@@ -22,14 +22,22 @@ from .metrics import auc_ovr, accuracy
 
 
 def select_device(preference: str = "auto") -> torch.device:
-    """CUDA → MPS → CPU when 'auto'; otherwise the named device."""
+    """CUDA → MPS → CPU when 'auto'; otherwise the named device, refused when this machine lacks it."""
+    usable = {"cuda": torch.cuda.is_available(),
+              "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+              "cpu": True}
     if preference == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(preference)
+        return torch.device(next(kind for kind, ok in usable.items() if ok))
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in usable:
+        raise HybridError(f"Config 'train.device' is '{preference}'; expected auto, cpu, cuda (or cuda:N) or mps.")
+    if not usable[device.type]:
+        raise HybridError(f"Config 'train.device' is '{preference}', but torch {torch.__version__} sees no "
+                          f"{device.type} device on this machine; use --device auto or cpu.")
+    return device
 
 
 def set_threads(threads: int = 0) -> int:

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from hybrid.artifacts import RunDir
 from hybrid.cli import main
@@ -101,6 +102,76 @@ def test_readme_python_example_runs(run):
 def test_unknown_choice_is_refused(tmp_path, capsys, override, message):
     args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
             "--set", override]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.epochs=0", "'train.epochs' must be ≥ 1, got 0"),
+    ("train.lr=-0.001", "'train.lr' must be > 0, got -0.001"),
+    ("model.dropout=1.0", "'model.dropout' must be a probability in [0, 1), got 1.0"),
+    ("operating_point.target_sensitivity=1.5", "'operating_point.target_sensitivity' must be a sensitivity in (0, 1]"),
+])
+def test_out_of_range_setting_is_refused(tmp_path, capsys, override, message):
+    args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path),
+            "--set", override]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--epochs", "0"], "argument --epochs: expected a whole number ≥ 1, got 0"),
+    (["evaluate", "RUN", "--sensitivity", "1.5"], "argument --sensitivity: expected a number in (0, 1], e.g. 0.80, got 1.5"),
+    (["evaluate", "RUN", "--n-bootstrap", "-3"], "argument --n-bootstrap: expected a whole number ≥ 0, got -3"),
+    (["audit", "RUN", "--n-bootstrap", "0"], "argument --n-bootstrap: expected a whole number ≥ 1, got 0"),
+    (["rules", "RUN", "--min-support", "x"], "argument --min-support: expected a whole number, got 'x'"),
+])
+def test_out_of_range_argument_is_refused_before_any_work(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_on_a_first_start_leaves_no_run_folder(tmp_path, capsys):
+    """A mistyped --data-root must not leave a run folder that then refuses the corrected command."""
+    args = ["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(tmp_path / "runs")]
+    assert main([*args, "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert "dermamnist.npz does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "quick").exists()
+
+
+def test_moved_data_is_accepted_and_other_data_refused_by_md5(run, tmp_path, capsys, data_root, real_npz):
+    """Where the data lives is not part of a run; what it contains is (its md5 in the manifest)."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(run, runs / "quick")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "dermamnist.npz").symlink_to(data_root / "dermamnist.npz")
+    assert main(["train", *ARGS, "--data-root", str(moved), "--runs-dir", str(runs)]) == 0
+    capsys.readouterr()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    np.savez(other / "dermamnist.npz", **real_npz)  # the same arrays, another file: another md5
+    for argv in (["train", *ARGS, "--data-root", str(other), "--runs-dir", str(runs)],
+                 ["features", str(runs / "quick"), "--data-root", str(other), "--quiet"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "dermamnist.npz has md5" in err and "was trained on a file with md5 45f3783dfb11efb4ae98644d4a7ae5f5" in err
+
+
+@pytest.mark.parametrize("device,message", [
+    ("tpu", "'train.device' is 'tpu'; expected auto, cpu, cuda (or cuda:N) or mps"),
+    pytest.param("cuda", "sees no cuda device on this machine; use --device auto or cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_unusable_device_is_refused_and_leaves_no_run_folder(tmp_path, capsys, data_root, device, message):
+    args = ["train", *ARGS, "--data-root", str(data_root), "--runs-dir", str(tmp_path), "--device", device]
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

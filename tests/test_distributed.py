@@ -12,7 +12,7 @@ from hybrid.stages import load_backbone
 from .conftest import PROJECT
 
 SETS = ["--set", "data.subset=600", "--set", "model.width=8", "--set", "train.epochs=2", "--set", "train.batch_size=64",
-        "--set", "metrics.n_bootstrap=0", "--set", "train.tta=false", "--set", "model.dropout=0.0"]
+        "--set", "metrics.n_bootstrap=1", "--set", "train.tta=false", "--set", "model.dropout=0.0"]
 
 
 def _params(run) -> dict:
