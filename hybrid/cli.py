@@ -359,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hybrid: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hybrid: interrupted; run the same command again to resume from the last finished epoch.", file=sys.stderr)
+        again = ("to resume from the last finished epoch" if args.command == "train"
+                 else "to redo this stage (files are written whole or not at all)")
+        print(f"hybrid: interrupted; run the same command again {again}.", file=sys.stderr)
         return 130
 
 

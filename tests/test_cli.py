@@ -175,3 +175,16 @@ def test_unusable_device_is_refused_and_leaves_no_run_folder(tmp_path, capsys, d
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command,says", [("train", "resume from the last finished epoch"),
+                                          ("fidelity", "redo this stage")])
+def test_ctrl_c_says_how_to_go_on(monkeypatch, capsys, command, says):
+    import hybrid.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"_{command}", interrupted)
+    assert cli.main([command] + (["RUN"] if command != "train" else [])) == 130
+    assert says in capsys.readouterr().err
