@@ -176,6 +176,15 @@ class DermaCNN(nn.Module):
         return m.to(memory_format=torch.channels_last) if next(m.parameters()).device.type == "cpu" else m
 
 
+def channels_last_trainable(model: nn.Module) -> bool:
+    """Whether training may use channels-last tensors on the CPU. Not when a strided 1×1 convolution
+    has fewer than 16 input channels: oneDNN's weight gradient for it writes past its workspace
+    (uxlfoundation/oneDNN#6035; here, torch 2.13 on an AVX-512 CPU, width 8 at 64 px segfaults,
+    and elsewhere it can hang or return wrong gradients). Inference and input gradients are unaffected."""
+    return all(m.in_channels >= 16 for m in model.modules()
+               if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1))
+
+
 def build_backbone(n_classes: int, in_channels: int, image_size: int, width: int = 32,
                    blocks_per_stage: int = 2, dropout: float = 0.2, head: str = "avg", embed_dim: int = 256,
                    colour_constancy: int = 0, arch: str = "resnet") -> DermaCNN:

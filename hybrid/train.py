@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from . import distributed as D
 from .adapt import batchnorm_layers
 from .augment import augment, dihedral_views, skin_swap, to_float
-from .backbone import build_backbone, from_config
+from .backbone import build_backbone, channels_last_trainable, from_config
 from .errors import HybridError
 from .metrics import auc_ovr, accuracy
 
@@ -278,7 +278,8 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
         ct = torch.tensor((ct - ct.mean(0)) / (ct.std(0) + 1e-8), dtype=torch.float32, device=device)
         model.attach_concept_head(ct.shape[1])
     model.to(device)
-    if device.type == "cpu":
+    channels_last = device.type == "cpu" and channels_last_trainable(model)  # faster on a CPU, where safe
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = D.wrap(model, device)  # DDP under torchrun; `model` itself otherwise (shares parameters)
 
@@ -328,7 +329,7 @@ def train_backbone(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, 
                         aug["acquisition"], aug["cutout"])
             y = labels[idx]
             x, y = D.shard(x), D.shard(y)  # the whole batch was drawn and augmented alike on every rank
-            if device.type == "cpu":
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             mix = None
             if tc["mixup_alpha"] > 0:

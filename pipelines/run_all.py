@@ -14,6 +14,11 @@ from hybrid.pipeline import run_pipeline
 
 
 def run_all(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip() + "\n\nEvery flag but --force goes to `hybrid train`:\n")
+        from hybrid.cli import build_parser
+
+        build_parser().parse_args(["train", "--help"])  # prints train's options, exits 0
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--config", default="configs/default.toml")
     ap.add_argument("--run")

@@ -325,3 +325,22 @@ def test_joint_concept_head_learns_the_measured_concepts_and_reloads(data_root):
         torch.testing.assert_close(again.eval()(x[:8], with_concepts=True)[1], model(x[:8], with_concepts=True)[1])
     with pytest.raises(ValueError, match="concept_targets"):
         train_backbone(tr.images, tr.labels, va.images, va.labels, 7, cfg, progress=False)
+
+
+def test_narrow_64px_cnn_trains_on_the_cpu_without_the_onednn_channels_last_crash(tmp_path, data_root):
+    """Width 8 at 64 px has a strided 1×1 projection with 8 input channels, whose channels-last weight
+    gradient crashed oneDNN (uxlfoundation/oneDNN#6035); training must keep it in the default layout.
+    Run in a subprocess, so a regression fails this test instead of killing pytest."""
+    from hybrid.backbone import build_backbone, channels_last_trainable
+
+    assert not channels_last_trainable(build_backbone(7, 3, 64, width=8))
+    assert channels_last_trainable(build_backbone(7, 3, 64, width=16))
+    assert channels_last_trainable(build_backbone(7, 3, 28, width=8, arch="plain"))  # no 1×1 projection
+    if not (data_root / "dermamnist_64.npz").is_file():
+        pytest.skip("dermamnist_64.npz not found")
+    args = [sys.executable, "-m", "hybrid.cli", "train", "--config", str(PROJECT / "configs/gpu.toml"),
+            "--data-root", str(data_root), "--runs-dir", str(tmp_path), "--quiet", "--set", "data.subset=200",
+            "--set", "model.width=8", "--set", "train.epochs=1", "--set", "metrics.n_bootstrap=10"]
+    done = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
+    assert "test ACC" in done.stdout
