@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -147,7 +148,7 @@ def _rules(args) -> int:
     units = [REGISTRY[f.removeprefix("cnn_")].unit if f.removeprefix("cnn_") in REGISTRY else "" for f in feat]
     rules = extract_rules(sur, X, table["pred"], feat, units)
     print(f"# rules of {args.surrogate} — support and CNN agreement on the {args.split} split "
-          f"({len(X)} images); {len(rules)} leaves in all\n")
+          f"({len(X)} images); {len(rules)} {'leaf' if len(rules) == 1 else 'leaves'} in all\n")
     print(format_rules(rules, names, klass, args.min_support, args.sort))
     return 0
 
@@ -358,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     except HybridError as exc:
         print(f"hybrid: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`hybrid rules RUN | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         again = ("to resume from the last finished epoch" if args.command == "train"
                  else "to redo this stage (files are written whole or not at all)")

@@ -90,6 +90,8 @@ def rule_path(surrogate, x: np.ndarray, feature_names, units=None) -> list[str]:
     """The decision tree's tests on the path of one sample x (F,), e.g. 'diameter ≤ 0.41 (0.37)'."""
     from .rules import _num, _tree
 
+    if getattr(surrogate, "model_", 0) is None:  # fitted to a CNN that gave one class only
+        return ["(no test: one class only)", f"→ class {int(surrogate.constant_)}"]
     tree = _tree(surrogate)
     t = tree.tree_
     x = np.asarray(x, np.float32).reshape(1, -1)

@@ -20,6 +20,8 @@ MIN_GROUP = 50
 SKIN_SWAP_DROP = 0.10
 # the readable tree's fidelity to the CNN under which its rules are called approximate (issue 3's target)
 TREE_FIDELITY = 0.85
+# test accuracy must beat always answering the most frequent class by this much, or it is a caveat
+MIN_GAIN = 0.05
 # ECE above this is called miscalibrated
 ECE_LIMIT = 0.05
 # the external set's sensitivity may fall this far under the target before it is a caveat
@@ -127,6 +129,13 @@ def _explanations(fidelity: list[dict], faith: dict | None) -> list[str]:
 def _trust_caveats(metrics: dict, fidelity, faithfulness: dict | None, test_set: dict) -> list[str]:
     """How far the CNN's probabilities, its tree and its saliency maps can be taken at their word."""
     out = []
+    support = {c: v["support"] for c, v in metrics["test"]["per_class"].items()}
+    common = max(support, key=support.get)
+    share, acc = support[common] / sum(support.values()), metrics["test"]["acc"]
+    if acc < share + MIN_GAIN:
+        out.append(f"Its test accuracy ({acc:.3f}) is less than {MIN_GAIN} above always answering *{common}* "
+                   f"({share:.3f}): it has learned little beyond how common each class is; retrain it before "
+                   "reading its explanations and audit.")
     tree = next((r for r in fidelity if r["name"] == "concepts__tree"), None)
     if tree and tree["fidelity"] < TREE_FIDELITY:
         out.append(f"The readable concept tree imitates the CNN only roughly: it agrees on {_pct(tree['fidelity'])} of "

@@ -37,7 +37,12 @@ def _tree(surrogate):
 
 
 def extract_rules(surrogate, X: np.ndarray, cnn_pred: np.ndarray, feature_names, units=None) -> list[Rule]:
-    """One Rule per leaf; support and agreement measured on (X, cnn_pred), the CNN's labels."""
+    """One Rule per leaf; support and agreement measured on (X, cnn_pred), the CNN's labels.
+    A tree fitted to a CNN that gave one class only is a single unconditional rule."""
+    if getattr(surrogate, "kind", None) == "tree" and getattr(surrogate, "model_", 0) is None:
+        k = int(surrogate.constant_)
+        return [Rule(0, {}, k, len(X), float((np.asarray(cnn_pred) == k).mean()) if len(X) else float("nan"),
+                     int(surrogate.n_samples_fit_))]
     tree = _tree(surrogate)
     t = tree.tree_
     leaves_of = tree.apply(np.asarray(X, dtype=np.float32))

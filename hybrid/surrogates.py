@@ -88,7 +88,7 @@ class Surrogate(ClassifierMixin, BaseEstimator):
     def complexity(self) -> dict:
         """Size of the fitted model: non-zero coefficients, leaves, or trees × depth; `text` reads it out."""
         if self.model_ is None:
-            return {"measure": "constant", "value": 1, "text": "1 constant"}
+            return {"measure": "constant", "value": 1, "depth": 0, "text": "1 constant"}
         if self.kind == "logistic":
             n = int(np.count_nonzero(np.abs(self.model_[-1].coef_) > 1e-8))
             return {"measure": "non-zero coefficients", "value": n, "text": f"{n} non-zero coefficients"}

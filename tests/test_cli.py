@@ -188,3 +188,15 @@ def test_ctrl_c_says_how_to_go_on(monkeypatch, capsys, command, says):
     monkeypatch.setattr(cli, f"_{command}", interrupted)
     assert cli.main([command] + (["RUN"] if command != "train" else [])) == 130
     assert says in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`hybrid rules RUN | head`: when the reader goes away, no traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hybrid.cli as c\n"
+            "def closed(args):\n    raise BrokenPipeError\n"
+            "c._verify = closed\nsys.exit(c.main(['verify', 'RUN']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT)
+    assert done.returncode == 141 and done.stderr == ""

@@ -3,14 +3,14 @@ every threshold gets none, and pushing one number across its line adds exactly t
 run comparison lists every number once, with a dash where a run lacks it."""
 import copy
 
-from hybrid.model_card import MIN_GROUP, TREE_FIDELITY, caveats, model_card
+from hybrid.model_card import MIN_GAIN, MIN_GROUP, TREE_FIDELITY, caveats, model_card
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "melanoma", "nevus", "vasc"]
 
 
-def _metrics(ece=0.03):
-    per = {c: {"precision": 0.8, "recall": 0.7, "support": 40 if c == "nevus" else 10} for c in CLASSES}
-    test = {"n": 70, "acc": 0.9, "auc": 0.95, "balanced_acc": 0.7, "ece": ece, "per_class": per,
+def _metrics(ece=0.03, acc=0.9):
+    per = {c: {"precision": 0.8, "recall": 0.7, "support": 40 if c == "nevus" else 5} for c in CLASSES}
+    test = {"n": 70, "acc": acc, "auc": 0.95, "balanced_acc": 0.7, "ece": ece, "per_class": per,
             "acc_ci95": [0.85, 0.95], "auc_ci95": [0.93, 0.97]}
     return {"train_info": {"best_epoch": 3, "best_val_auc": 0.9, "device": "cpu", "epochs_done": 3},
             "test": test, "headline": "test"}
@@ -67,6 +67,9 @@ def test_each_number_across_its_line_adds_exactly_its_caveat():
     }
     for phrase, got in cases.items():
         assert len(got) == 1 and phrase in got[0], (phrase, got)
+    assert caveats(_metrics(acc=40 / 70 + MIN_GAIN), _audit()) == []  # always nevus: 40 of 70
+    close = caveats(_metrics(acc=0.6), _audit())
+    assert len(close) == 1 and "(0.600) is less than 0.05 above always answering *nevus* (0.571)" in close[0]
     calib = caveats(_metrics(ece=0.08), _audit())
     assert len(calib) == 1 and "test ECE 0.080" in calib[0] and "0.020 after it" in calib[0]
 

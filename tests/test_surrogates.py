@@ -84,6 +84,21 @@ def test_rules_reproduce_the_tree_exactly():
     assert "THEN class2" in text and "THEN class1" not in text
 
 
+def test_a_tree_fitted_to_a_one_class_cnn_is_one_unconditional_rule():
+    """A collapsed CNN (one class for every image) still gets rules, a rule path and a complexity."""
+    from hybrid.explain import rule_path
+
+    X = np.random.default_rng(0).random((50, 3))
+    s = Surrogate("tree", n_classes=7).fit(X, np.full(50, 5))
+    rules = extract_rules(s, X[:20], np.r_[np.full(15, 5), np.full(5, 4)], ["a", "b", "c"])
+    assert len(rules) == 1 and rules[0].klass == 5 and rules[0].bounds == {}
+    assert rules[0].support == 20 and rules[0].agreement == 0.75 and rules[0].train_support == 50
+    assert np.array_equal(apply_rules(rules, X), s.predict(X))
+    assert format_rules(rules, [f"c{k}" for k in range(7)]).startswith("IF  (always)\nTHEN c5   [support 20")
+    assert rule_path(s, X[0], ["a", "b", "c"])[-1] == "→ class 5"
+    assert s.complexity() == {"measure": "constant", "value": 1, "depth": 0, "text": "1 constant"}
+
+
 def test_majority_baseline_has_zero_kappa():
     y = np.array([5] * 70 + [4] * 30)
     s = Surrogate("majority", n_classes=7).fit(np.zeros((100, 2)), y)
