@@ -10,6 +10,7 @@ ARGS   ?=
 .PHONY: run quick test test-slow bench env clean-env
 
 $(STAMP): requirements.lock setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version.split()[0]; sys.exit(0 if sys.version_info >= (3, 11) else "hybrid needs Python 3.11 or newer (tomllib; the lock pins numpy 2.4 and pandas 3), but $(PYTHON) is " + v + "; run make with PYTHON=python3.11 (or newer).")'
 	@echo "creating $(VENV) from requirements.lock (first use only; about 1.5 min, 1.6 GB)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
