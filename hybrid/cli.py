@@ -362,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`hybrid rules RUN | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # the file system refused: a path that is not a folder, no space, no permission
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"hybrid: error: cannot use{where}: {exc.strerror or exc}.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         again = ("to resume from the last finished epoch" if args.command == "train"
                  else "to redo this stage (files are written whole or not at all)")

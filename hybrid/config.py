@@ -5,7 +5,7 @@ import copy
 import tomllib
 from pathlib import Path
 
-from .errors import HybridError
+from .errors import HybridError, not_a_file
 
 DEFAULTS: dict = {
     "run": {"name": "default", "seed": 0},
@@ -157,7 +157,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise HybridError(f"Config file {path} does not exist; expected a TOML preset such as configs/default.toml.")
+            raise HybridError(f"Config file {path} {not_a_file(path)}; expected a TOML preset such as configs/default.toml.")
         try:
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

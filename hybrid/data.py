@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HybridError
+from .errors import HybridError, not_a_file
 
 SPLITS = ("train", "val", "test")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def validate_npz(path: Path, flag: str, size: int) -> None:
     n_classes = len(info["label"])
     if not path.is_file():
         raise HybridError(
-            f"Data file {path} does not exist; expected medmnist's {npz_name(flag, size)} "
+            f"Data file {path} {not_a_file(path)}; expected medmnist's {npz_name(flag, size)} "
             "(pass --data-root or set HYBRID_DATA_ROOT)."
         )
     try:
@@ -255,7 +255,7 @@ def load_metadata(root=None):
     meta_csv, split_csv = root / "HAM10000_metadata.csv", root / "dermamnist_split_info.csv"
     for p in (meta_csv, split_csv):
         if not p.is_file():
-            raise HybridError(f"Metadata file {p} does not exist; expected HAM10000_metadata.csv and dermamnist_split_info.csv in {root}.")
+            raise HybridError(f"Metadata file {p} {not_a_file(p)}; expected HAM10000_metadata.csv and dermamnist_split_info.csv in {root}.")
     meta = pd.read_csv(meta_csv)
     split = pd.read_csv(split_csv)
     for p, df, cols in ((meta_csv, meta, META_COLUMNS), (split_csv, split, ("split", "index", "image_id", "label"))):

@@ -6,3 +6,11 @@ class HybridError(Exception):
 
     The CLI prints the message alone and exits with status 2; library callers can catch it.
     """
+
+
+def not_a_file(path) -> str:
+    """How a path that should be a file fails, for the one-sentence errors: 'does not exist' or
+    'is a folder, not a file'."""
+    from pathlib import Path
+
+    return "is a folder, not a file" if Path(path).is_dir() else "does not exist"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import SHARED_DATA
-from .errors import HybridError
+from .errors import HybridError, not_a_file
 
 KEYS = ("test_images", "test_labels")
 
@@ -39,7 +39,7 @@ def load_external(path, size: int, n_classes: int = 7) -> tuple[np.ndarray, np.n
     """(images uint8 (N, size, size, 3), labels int64 (N,)) from an external npz, validated."""
     path = Path(path)
     if not path.is_file():
-        raise HybridError(f"External set {path} does not exist; expected an npz with keys {', '.join(KEYS)}.")
+        raise HybridError(f"External set {path} {not_a_file(path)}; expected an npz with keys {', '.join(KEYS)}.")
     if not zipfile.is_zipfile(path):
         raise HybridError(f"External set {path} is not a readable npz archive: it is not a complete zip file, as "
                           "numpy.savez writes; it may be truncated or another kind of file.")

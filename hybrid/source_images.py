@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import default_metadata_root
-from .errors import HybridError
+from .errors import HybridError, not_a_file
 
 FOLDER = "ham10000_images_200x150"
 TAR = FOLDER + ".tar"
@@ -31,7 +31,7 @@ def _open(root: Path):
         def get(image_id: str):
             p = folder / f"{image_id}.jpg"
             if not p.is_file():
-                raise HybridError(f"Source image {p} does not exist; expected one JPEG per HAM10000 image_id.")
+                raise HybridError(f"Source image {p} {not_a_file(p)}; expected one JPEG per HAM10000 image_id.")
             return open(p, "rb")
         return get, None
     tar_path = root / TAR

@@ -200,3 +200,12 @@ def test_a_closed_pipe_ends_quietly():
             "c._verify = closed\nsys.exit(c.main(['verify', 'RUN']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_a_folder_given_for_a_file_and_an_unwritable_runs_dir_get_one_sentence(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path)]) == 2
+    assert f"Config file {tmp_path} is a folder, not a file" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["train", "--config", str(PROJECT / "configs/quick.toml"), "--runs-dir", str(blocker)]) == 2
+    assert capsys.readouterr().err == f"hybrid: error: cannot use {blocker / 'quick'}: Not a directory.\n"
