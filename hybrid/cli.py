@@ -132,7 +132,8 @@ def _rules(args) -> int:
                           f"{', '.join(have) or 'none (run `hybrid surrogates` first)'}.")
     sur = load_joblib(run, rel)
     if sur.kind != "tree":
-        raise HybridError(f"Surrogate '{args.surrogate}' is a {sur.kind} model; rules come from tree surrogates (*__tree).")
+        raise HybridError(f"Surrogate '{args.surrogate}' is not a tree (kind: {sur.kind}); rules come from tree "
+                          "surrogates (*__tree).")
     _, ckpt = load_backbone(run)
     names = ckpt["class_names"]
     klass = None

@@ -55,6 +55,9 @@ class Context:
         self.background = A.images_to_tensor(bg)
         self.surrogate = self._surrogate(self.opts["surrogate"])
         self.tree = self._surrogate(self.opts["tree"])
+        if self.tree.kind != "tree":
+            raise HybridError(f"--tree '{self.opts['tree']}' is not a tree (kind: {self.tree.kind}); the rule path "
+                              "comes from a tree surrogate (*__tree), e.g. concepts__tree.")
         fs = self.opts["surrogate"].split("__")[0]
         self.X_test, self.feature_names = feature_matrix(self.tables["test"], fs)
         self.X_train, _ = feature_matrix(self.tables["train"], fs)

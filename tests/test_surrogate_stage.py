@@ -156,6 +156,8 @@ def test_explain_cli_refuses_bad_input(run, capsys):
     assert main(["explain", str(run)]) == 2
     assert main(["explain", str(run), "--index", "1", "--surrogate", "nope__tree"]) == 2
     assert "no surrogate 'nope__tree'" in capsys.readouterr().err
+    assert main(["explain", str(run), "--index", "1", "--tree", "concepts__xgboost"]) == 2
+    assert "'concepts__xgboost' is not a tree (kind: xgboost)" in capsys.readouterr().err
     assert main(["faithfulness", str(run), "--methods", "lime"]) == 2
 
 
